@@ -1,0 +1,265 @@
+"""The PostGIS schema: the place hierarchy, the things on the map, and cases.
+
+Geometries are stored in WGS84 (SRID 4326) with GiST indexes; metric work (areas,
+distances) happens in metres through ``geography`` or a local projected CRS.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SRID = 4326
+GRID_KINDS = ("unit", "service")
+
+
+def _geometry(kind: str) -> Geometry:
+    # Indexes are declared explicitly in __table_args__ so models and migrations agree.
+    return Geometry(geometry_type=kind, srid=SRID, spatial_index=False)
+
+
+def _gist(table: str, column: str) -> Index:
+    return Index(f"ix_{table}_{column}", column, postgresql_using="gist")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+class Subdistrict(Base):
+    """A subdistrict (街道): 6-digit district code + 3 digits."""
+
+    __tablename__ = "subdistrict"
+    __table_args__ = (
+        CheckConstraint("code ~ '^[0-9]{9}$'", name="subdistrict_code_9_digits"),
+        _gist("subdistrict", "geom"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(9), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    geom: Mapped[Any | None] = mapped_column(_geometry("MULTIPOLYGON"))
+    derived: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    source: Mapped[str] = mapped_column(Text, default="import", server_default="import")
+
+
+class Community(Base):
+    """A community (社区): subdistrict code + 3 digits."""
+
+    __tablename__ = "community"
+    __table_args__ = (
+        CheckConstraint("code ~ '^[0-9]{12}$'", name="community_code_12_digits"),
+        _gist("community", "geom"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    subdistrict_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subdistrict.id", ondelete="RESTRICT"), index=True
+    )
+    geom: Mapped[Any | None] = mapped_column(_geometry("MULTIPOLYGON"))
+    derived: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    source: Mapped[str] = mapped_column(Text, default="import", server_default="import")
+
+
+class GridWorker(Base):
+    """A grid worker (网格员); the phone is personal data."""
+
+    __tablename__ = "grid_worker"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text, default="grid_worker", server_default="grid_worker")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Grid(Base):
+    """A grid cell (网格), unit or service kind, valid from ``valid_from`` until ``valid_to``."""
+
+    __tablename__ = "grid"
+    __table_args__ = (
+        CheckConstraint("kind IN ('unit', 'service')", name="grid_kind_known"),
+        CheckConstraint("code ~ '^[0-9]{15}$'", name="grid_code_15_digits"),
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="grid_validity_order"),
+        UniqueConstraint("code", "kind", "valid_from", name="grid_code_kind_valid_from_key"),
+        _gist("grid", "geom"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(15))
+    kind: Mapped[str] = mapped_column(String(8))
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community.id", ondelete="RESTRICT"), index=True
+    )
+    worker_id: Mapped[int | None] = mapped_column(
+        ForeignKey("grid_worker.id", ondelete="SET NULL"), index=True
+    )
+    geom: Mapped[Any] = mapped_column(_geometry("MULTIPOLYGON"), nullable=False)
+    valid_from: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(Text, default="generated", server_default="generated")
+
+
+class Building(Base):
+    """A building footprint (楼/幢) from a source such as OpenStreetMap."""
+
+    __tablename__ = "building"
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="building_source_key"),
+        CheckConstraint("levels IS NULL OR levels > 0", name="building_levels_positive"),
+        _gist("building", "footprint"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    # Building number as used in addresses ("12" of "12号楼"), when known.
+    number: Mapped[str | None] = mapped_column(Text)
+    use: Mapped[str | None] = mapped_column(Text)
+    levels: Mapped[int | None] = mapped_column(Integer)
+    footprint: Mapped[Any] = mapped_column(_geometry("MULTIPOLYGON"), nullable=False)
+    area_m2: Mapped[float] = mapped_column(Float)
+    # True when the source geometry was invalid and repaired with ST_MakeValid / make_valid.
+    repaired: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community.id", ondelete="SET NULL"), index=True
+    )
+    grid_id: Mapped[int | None] = mapped_column(
+        ForeignKey("grid.id", ondelete="SET NULL"), index=True
+    )
+    imported_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Stairwell(Base):
+    """A stairwell or unit entrance (楼门/单元) with its household counts.
+
+    ``estimated`` is true when the entrance and counts come from the seeded estimate
+    rather than from real counts.
+    """
+
+    __tablename__ = "stairwell"
+    __table_args__ = (
+        UniqueConstraint("building_id", "unit_no", name="stairwell_building_unit_key"),
+        CheckConstraint("unit_no > 0", name="stairwell_unit_positive"),
+        CheckConstraint(
+            "households >= 0 AND residents >= 0 AND elderly >= 0 AND elderly <= residents",
+            name="stairwell_counts_consistent",
+        ),
+        _gist("stairwell", "entrance"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    building_id: Mapped[int] = mapped_column(
+        ForeignKey("building.id", ondelete="CASCADE"), index=True
+    )
+    unit_no: Mapped[int] = mapped_column(Integer)
+    entrance: Mapped[Any] = mapped_column(_geometry("POINT"), nullable=False)
+    households: Mapped[int] = mapped_column(Integer)
+    residents: Mapped[int] = mapped_column(Integer)
+    elderly: Mapped[int] = mapped_column(Integer)
+    estimated: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(Text)
+
+
+class Facility(Base):
+    """A service facility (养老院, 菜市场, …) of a type from the facility catalogue."""
+
+    __tablename__ = "facility"
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="facility_source_key"),
+        CheckConstraint("capacity IS NULL OR capacity >= 0", name="facility_capacity_positive"),
+        _gist("facility", "geom"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(Text, index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    geom: Mapped[Any] = mapped_column(_geometry("POINT"), nullable=False)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+
+
+class StreetSegment(Base):
+    """A walkable street or footpath line (one OSM way may give several parts)."""
+
+    __tablename__ = "street_segment"
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", "part", name="street_segment_source_key"),
+        _gist("street_segment", "geom"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[str] = mapped_column(Text)
+    part: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    highway: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(_geometry("LINESTRING"), nullable=False)
+    length_m: Mapped[float] = mapped_column(Float)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+
+
+class Case(Base):
+    """A reported issue (案件): location and category; the workflow fills the rest."""
+
+    __tablename__ = "cases"
+    __table_args__ = (_gist("cases", "geom"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category_code: Mapped[str] = mapped_column(Text, index=True)
+    geom: Mapped[Any] = mapped_column(_geometry("POINT"), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, default="reported", server_default="reported")
+    reported_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    grid_id: Mapped[int | None] = mapped_column(
+        ForeignKey("grid.id", ondelete="RESTRICT"), index=True
+    )
+
+
+class ImportRun(Base):
+    """One import: what was read, what was stored, what was repaired or rejected."""
+
+    __tablename__ = "import_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    rejected: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")

@@ -1,0 +1,54 @@
+"""Settings read from the environment (prefix ``WANGGE_``), one class per concern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the PostGIS database is.
+
+    With ``WANGGE_DATABASE_URL`` unset, wangge runs its own private cluster under
+    ``WANGGE_HOME`` (default ``./.wangge``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WANGGE_", extra="ignore")
+
+    database_url: str | None = None
+    home: Path = Path(".wangge")
+    # Port of the embedded cluster; 0 picks a free one at first start and remembers it.
+    db_port: int = Field(default=0, ge=0, le=65535)
+    pool_size: int = Field(default=10, ge=1)
+
+
+class ApiSettings(BaseSettings):
+    """How the map API is served."""
+
+    model_config = SettingsConfigDict(env_prefix="WANGGE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+    # Upper bound on features one /layers request may return.
+    layer_limit_max: int = Field(default=10_000, ge=1)
+    layer_limit_default: int = Field(default=2_000, ge=1)
+
+
+class EstimateSettings(BaseSettings):
+    """Defaults of the stairwell and household estimate for buildings without real counts.
+
+    Census 2020 (China): 2.62 persons per household, 18.7 % aged 60 or over.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WANGGE_ESTIMATE_", extra="ignore")
+
+    seed: int = 20_260_101
+    unit_width_m: float = Field(default=14.0, gt=0)
+    default_levels: int = Field(default=6, ge=1)
+    households_per_floor: int = Field(default=2, ge=1)
+    persons_per_household: float = Field(default=2.62, gt=0)
+    elderly_share: float = Field(default=0.187, ge=0, le=1)
+    # Footprints smaller than this are sheds, kiosks or garages, not homes.
+    min_footprint_m2: float = Field(default=60.0, ge=0)
