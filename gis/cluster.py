@@ -97,9 +97,7 @@ class EmbeddedCluster:
 
     def _run(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", self.run_as, "--"] if self.run_as else []
-        result = subprocess.run(
-            prefix + args, capture_output=True, text=True, check=False, cwd="/"
-        )
+        result = subprocess.run(prefix + args, capture_output=True, text=True, check=False, cwd="/")
         if check and result.returncode != 0:
             msg = f"{Path(args[0]).name} failed: {result.stderr.strip() or result.stdout.strip()}"
             raise ClusterError(msg)
@@ -162,8 +160,10 @@ class EmbeddedCluster:
         if not self.initialised:
             return False
         bindir = find_pg_bindir()
-        return self._run([str(bindir / "pg_ctl"), "-D", str(self.data_dir), "status"],
-                         check=False).returncode == 0
+        status = self._run(
+            [str(bindir / "pg_ctl"), "-D", str(self.data_dir), "status"], check=False
+        )
+        return status.returncode == 0
 
     def start(self) -> None:
         """Initialise if needed, start the server and make sure the database has PostGIS."""

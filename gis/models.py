@@ -7,7 +7,7 @@ distances) happens in metres through ``geography`` or a local projected CRS.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -42,7 +42,7 @@ def _gist(table: str, column: str) -> Index:
 class Base(DeclarativeBase):
     """Declarative base of every table."""
 
-    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB, list[Any]: JSONB}
 
 
 class Subdistrict(Base):
@@ -92,9 +92,7 @@ class GridWorker(Base):
     phone: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(Text, default="grid_worker", server_default="grid_worker")
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Grid(Base):
@@ -119,9 +117,7 @@ class Grid(Base):
         ForeignKey("grid_worker.id", ondelete="SET NULL"), index=True
     )
     geom: Mapped[Any] = mapped_column(_geometry("MULTIPOLYGON"), nullable=False)
-    valid_from: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     source: Mapped[str] = mapped_column(Text, default="generated", server_default="generated")
 
@@ -258,8 +254,6 @@ class ImportRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(Text)
     path: Mapped[str] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     rejected: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
