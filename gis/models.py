@@ -122,6 +122,36 @@ class Grid(Base):
     source: Mapped[str] = mapped_column(Text, default="generated", server_default="generated")
 
 
+class GridDefect(Base):
+    """A defect found in a grid layer and accepted at import (``--accept-defects``).
+
+    ``kind`` is a validation defect kind (overlap, gap, cut_building, ...); ``geom`` locates it
+    (the overlap or gap area, the cut building) in WGS84.
+    """
+
+    __tablename__ = "grid_defect"
+    __table_args__ = (_gist("grid_defect", "geom"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, index=True)
+    grid_id: Mapped[int | None] = mapped_column(
+        ForeignKey("grid.id", ondelete="CASCADE"), index=True
+    )
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community.id", ondelete="SET NULL"), index=True
+    )
+    import_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("import_run.id", ondelete="SET NULL"), index=True
+    )
+    codes: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    geom: Mapped[Any | None] = mapped_column(_geometry("GEOMETRY"))
+    accepted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
 class Building(Base):
     """A building footprint (楼/幢) from a source such as OpenStreetMap."""
 
