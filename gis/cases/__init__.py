@@ -1,0 +1,1 @@
+"""The closed loop of cases: category tree, working calendar, deadlines, workflow, indicators."""
