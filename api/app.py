@@ -1,0 +1,76 @@
+"""The FastAPI application: ``create_app(settings)`` with a lifespan that owns the engine.
+
+``wangge serve`` runs ``uvicorn api.app:create_app --factory`` with ``WANGGE_DATABASE_URL`` set;
+nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from api.deps import get_principal
+from api.errors import add_exception_handlers
+from api.routers import health, layers, maps
+from gis.db import database_url, make_engine
+from gis.settings import ApiSettings, DatabaseSettings
+
+STATIC = Path(__file__).with_name("static")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything the app is configured with (read from ``WANGGE_*`` when not given)."""
+
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+
+
+def create_app(settings: AppSettings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """Build the API.
+
+    Parameters
+    ----------
+    settings
+        Database and API settings; None reads them from the environment.
+    engine
+        An engine to use instead of creating one from ``settings`` (left open at shutdown).
+
+    Returns
+    -------
+    FastAPI
+        The app; its lifespan creates the engine (without connecting) and disposes of it.
+    """
+    config = settings or AppSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engine is None
+        app.state.engine = engine or make_engine(
+            database_url(config.database, start=False), pool_size=config.database.pool_size
+        )
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.engine.dispose()
+
+    app = FastAPI(
+        title="wangge",
+        summary="Grid management for city subdistricts: map layers from PostGIS.",
+        lifespan=lifespan,
+        # One dependency on every route: access control is added there later.
+        dependencies=[Depends(get_principal)],
+    )
+    app.state.settings = config
+    add_exception_handlers(app)
+    for module in (health, layers, maps):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,58 @@
+"""Request dependencies: settings, database connection, and the principal of every request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine
+
+from gis.db import translate_errors
+from gis.settings import ApiSettings
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user name and roles. Until sign-in exists everyone is anonymous."""
+
+    name: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    authenticated: bool = False
+
+
+ANONYMOUS = Principal("anonymous")
+
+
+def get_principal(request: Request) -> Principal:
+    """Return the principal of ``request``.
+
+    Applied to every route of the app (``FastAPI(dependencies=...)``): access control is added
+    here, in one place, when sign-in exists.
+    """
+    return ANONYMOUS
+
+
+def get_api_settings(request: Request) -> ApiSettings:
+    """Return the API settings the app was created with."""
+    settings: ApiSettings = request.app.state.settings.api
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    """Return the engine opened by the app's lifespan."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
+    """Yield a pooled connection; driver errors meaning 'no database' become a 503."""
+    with translate_errors(), engine.connect() as connection:
+        yield connection
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ConnectionDep = Annotated[Connection, Depends(get_connection)]
