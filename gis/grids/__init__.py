@@ -1,0 +1,1 @@
+"""Grid cells: codes, validation, import, versions, generation, communities and workers."""
