@@ -1,0 +1,506 @@
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import shapely
+from shapely import affinity
+from sqlalchemy import Connection, text
+
+from gis.crs import project_geometries, utm_epsg
+from gis.errors import InputError
+from gis.settings import EstimateSettings
+from gis.stairwells import estimate_stairwells, import_stairwell_counts, is_residential
+
+# Haidian, Beijing (UTM 50N); Helsinki centre (UTM 35N).
+BEIJING = (116.35, 39.98)
+HELSINKI = (24.94, 60.17)
+SETTINGS = EstimateSettings(seed=7, unit_width_m=14.0, default_levels=6, households_per_floor=2)
+
+
+def _origin_m(lonlat: tuple[float, float]) -> tuple[int, float, float]:
+    epsg = utm_epsg(*lonlat)
+    point = project_geometries(np.array([shapely.Point(lonlat)]), source=4326, target=epsg)[0]
+    return epsg, point.x, point.y
+
+
+def add_building(
+    conn: Connection,
+    source_id: str,
+    polygon_m: shapely.Polygon,
+    *,
+    use: str | None = "residential",
+    name: str | None = None,
+    number: str | None = None,
+    levels: int | None = None,
+    at: tuple[float, float] = BEIJING,
+    source: str = "osm",
+) -> int:
+    """Insert a building whose footprint is given in metres relative to ``at``."""
+    epsg, x0, y0 = _origin_m(at)
+    placed = affinity.translate(polygon_m, x0, y0)
+    footprint = project_geometries(np.array([placed]), source=epsg, target=4326)[0]
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO building (source, source_id, name, number, use, levels, footprint,"
+                " area_m2) VALUES (:s, :i, :n, :num, :u, :l,"
+                " ST_Multi(ST_GeomFromText(:wkt, 4326)), :a) RETURNING id"
+            ),
+            {
+                "s": source,
+                "i": source_id,
+                "n": name,
+                "num": number,
+                "u": use,
+                "l": levels,
+                "wkt": footprint.wkt,
+                "a": placed.area,
+            },
+        ).scalar_one()
+    )
+
+
+def slab(length: float, depth: float, *, x: float = 0, y: float = 0, angle: float = 0) -> Any:
+    return affinity.rotate(shapely.box(x, y, x + length, y + depth), angle, origin="centroid")
+
+
+def stairwells(conn: Connection, building_id: int) -> list[Any]:
+    return conn.execute(
+        text(
+            "SELECT unit_no, ST_X(entrance) AS lon, ST_Y(entrance) AS lat, households,"
+            " residents, elderly, estimated, source, id FROM stairwell"
+            " WHERE building_id = :b ORDER BY unit_no"
+        ),
+        {"b": building_id},
+    ).all()
+
+
+def snapshot(conn: Connection) -> dict[tuple[str, int], tuple[Any, ...]]:
+    rows = conn.execute(
+        text(
+            "SELECT b.source_id, s.unit_no, round(ST_X(s.entrance)::numeric, 9),"
+            " round(ST_Y(s.entrance)::numeric, 9), s.households, s.residents, s.elderly"
+            " FROM stairwell s JOIN building b ON b.id = s.building_id"
+        )
+    ).all()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def write_csv(tmp_path: Path, body: str, name: str = "counts.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+# --- which buildings are homes -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("use", "name"),
+    [
+        ("residential", None),
+        ("apartments", "君临国际广场2幢"),
+        ("dormitory", None),
+        ("house", None),
+        ("yes", "10号楼"),
+        (None, "3栋"),
+        ("yes", "2幢"),
+        ("yes", "八角北路小区"),
+        (None, "清华大学紫荆学生公寓"),
+    ],
+)
+def test_residential_uses_and_names_count_as_homes(use: str | None, name: str | None) -> None:
+    assert is_residential(use, name)
+
+
+@pytest.mark.parametrize(
+    ("use", "name"),
+    [
+        ("commercial", "10号楼"),
+        ("school", None),
+        ("yes", None),
+        (None, "新街口百货商场"),
+        ("yes", "清华大学3号楼"),
+        ("yes", "金鹰国际大厦2栋"),
+        ("office", "职工宿舍"),
+    ],
+)
+def test_other_uses_and_names_are_not_homes(use: str | None, name: str | None) -> None:
+    assert not is_residential(use, name)
+
+
+# --- the estimate ---------------------------------------------------------------------------
+
+
+def test_long_slab_gets_one_entrance_per_unit_width(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(60, 12))
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert [r.unit_no for r in stairwells(connection, b)] == [1, 2, 3, 4]  # 60 / 14 ≈ 4.3
+
+
+def test_small_house_gets_one_entrance_and_one_household(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(10, 9), use="house", levels=2)
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    rows = stairwells(connection, b)
+    assert [(r.unit_no, r.households) for r in rows] == [(1, 1)]
+
+
+def test_households_are_floors_times_households_per_floor(connection: Connection) -> None:
+    tall = add_building(connection, "w1", slab(30, 12), levels=11)
+    unknown = add_building(connection, "w2", slab(30, 12, y=50))
+    estimate_stairwells(connection, building_ids=[tall, unknown], settings=SETTINGS)
+    assert {r.households for r in stairwells(connection, tall)} == {22}
+    assert {r.households for r in stairwells(connection, unknown)} == {12}  # default 6 floors
+
+
+def test_entrances_lie_on_the_footprint_boundary(connection: Connection) -> None:
+    l_shape = shapely.Polygon([(0, 0), (70, 0), (70, 12), (12, 12), (12, 50), (0, 50)])
+    ids = [
+        add_building(connection, "w1", slab(80, 11, angle=33)),
+        add_building(connection, "w2", affinity.translate(l_shape, 0, 100)),
+        add_building(connection, "w3", slab(45, 14, angle=-70), at=HELSINKI),
+    ]
+    estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    distances = connection.execute(
+        text(
+            "SELECT ST_Distance(ST_Boundary(b.footprint)::geography, s.entrance::geography)"
+            " FROM stairwell s JOIN building b ON b.id = s.building_id"
+            " WHERE b.id = ANY(:ids)"
+        ),
+        {"ids": ids},
+    ).scalars()
+    values = list(distances)
+    assert len(values) >= 8
+    assert max(values) < 0.5
+
+
+def test_entrances_are_on_the_northern_long_side(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(56, 12, angle=15))
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    centre_lat = connection.execute(
+        text("SELECT ST_Y(ST_Centroid(footprint)) FROM building WHERE id = :b"), {"b": b}
+    ).scalar_one()
+    assert all(r.lat > centre_lat for r in stairwells(connection, b))
+
+
+def test_units_are_numbered_west_to_east(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(70, 12, angle=-20))
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    lons = [r.lon for r in stairwells(connection, b)]
+    assert lons == sorted(lons)
+    assert len(lons) == 5
+
+
+def test_counts_are_consistent_with_the_census_ratios(connection: Connection) -> None:
+    ids = [add_building(connection, f"w{i}", slab(42, 12, y=30 * i)) for i in range(40)]
+    estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    rows = connection.execute(
+        text("SELECT households, residents, elderly FROM stairwell WHERE building_id = ANY(:ids)"),
+        {"ids": ids},
+    ).all()
+    households = np.array([r[0] for r in rows])
+    residents = np.array([r[1] for r in rows])
+    elderly = np.array([r[2] for r in rows])
+    assert (elderly <= residents).all()
+    # Stochastic rounding: each value is the floor or the ceiling of households × 2.62.
+    assert (np.abs(residents - households * 2.62) < 1).all()
+    assert 0.12 < elderly.sum() / residents.sum() < 0.26
+
+
+def test_rerun_gives_the_same_rows(connection: Connection) -> None:
+    ids = [add_building(connection, f"w{i}", slab(30 + 10 * i, 12, y=30 * i)) for i in range(5)]
+    first = estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    rows_before = [stairwells(connection, b) for b in ids]
+    second = estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    assert [stairwells(connection, b) for b in ids] == rows_before  # ids included: updated in place
+    assert first == second
+
+
+def test_results_do_not_depend_on_processing_order_or_building_ids(
+    connection: Connection,
+) -> None:
+    shapes = {f"w{i}": slab(25 + 9 * i, 12, y=30 * i, angle=5 * i) for i in range(6)}
+    ids = [add_building(connection, sid, shape) for sid, shape in shapes.items()]
+    estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    together = snapshot(connection)
+    connection.execute(text("DELETE FROM building WHERE id = ANY(:ids)"), {"ids": ids})
+    # Re-import in reverse order (new ids), estimated one building at a time.
+    new_ids = [add_building(connection, sid, shapes[sid]) for sid in reversed(list(shapes))]
+    for b in new_ids:
+        estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert snapshot(connection) == together
+
+
+def test_the_seed_drives_the_draws(connection: Connection) -> None:
+    ids = [add_building(connection, f"w{i}", slab(42, 12, y=30 * i)) for i in range(10)]
+    estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    first = snapshot(connection)
+    estimate_stairwells(
+        connection, building_ids=ids, settings=SETTINGS.model_copy(update={"seed": 8})
+    )
+    assert snapshot(connection) != first
+
+
+def test_real_counts_are_never_overwritten(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(60, 12))
+    connection.execute(
+        text(
+            "INSERT INTO stairwell (building_id, unit_no, entrance, households, residents,"
+            " elderly, estimated, source) SELECT id, 1, ST_PointOnSurface(footprint), 9, 20, 4,"
+            " false, 'csv' FROM building WHERE id = :b"
+        ),
+        {"b": b},
+    )
+    before = stairwells(connection, b)
+    report = estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert stairwells(connection, b) == before
+    assert report.skipped_real == 1
+    assert report.stairwells == 0
+
+
+def test_non_residential_buildings_get_no_stairwells(connection: Connection) -> None:
+    ids = [
+        add_building(connection, "w1", slab(60, 20), use="commercial"),
+        add_building(connection, "w2", slab(60, 20, y=40), use="yes", name="清华大学3号楼"),
+        add_building(connection, "w3", slab(60, 20, y=80), use="school"),
+        add_building(connection, "w4", slab(60, 20, y=120), use=None),
+    ]
+    report = estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    assert report.residential == 0
+    count = connection.execute(
+        text("SELECT count(*) FROM stairwell WHERE building_id = ANY(:ids)"), {"ids": ids}
+    ).scalar_one()
+    assert count == 0
+
+
+def test_unspecified_use_with_a_residential_name_is_estimated(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(30, 12), use="yes", name="10号楼")
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert len(stairwells(connection, b)) == 2
+
+
+def test_footprints_below_the_minimum_are_skipped(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(7, 7))  # 49 m² < 60 m²
+    report = estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert report.skipped_small == 1
+    assert stairwells(connection, b) == []
+
+
+def test_estimates_of_a_building_no_longer_residential_are_removed(
+    connection: Connection,
+) -> None:
+    b = add_building(connection, "w1", slab(42, 12))
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    connection.execute(text("UPDATE building SET use = 'commercial' WHERE id = :b"), {"b": b})
+    report = estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert report.removed == 3
+    assert stairwells(connection, b) == []
+
+
+def test_every_estimated_row_is_flagged_and_sourced(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(42, 12))
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert {(r.estimated, r.source) for r in stairwells(connection, b)} == {(True, "estimate")}
+
+
+def test_estimate_without_building_ids_covers_every_building(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(42, 12))
+    report = estimate_stairwells(connection, settings=SETTINGS)
+    assert report.buildings >= 1
+    assert len(stairwells(connection, b)) == 3
+
+
+# --- real counts from CSV ------------------------------------------------------------------
+
+
+@pytest.fixture
+def estimated_slab(connection: Connection) -> int:
+    b = add_building(connection, "w100", slab(56, 12), name="12号楼", number="12")
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert len(stairwells(connection, b)) == 4
+    return b
+
+
+def test_csv_counts_replace_the_estimates_of_their_building(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly\nosm:w100,1,18,40,9\nosm:w100,2,17,39,12\n",
+    )
+    report = import_stairwell_counts(connection, path)
+    assert report.ok
+    assert report.stored == 2
+    rows = stairwells(connection, estimated_slab)
+    assert [(r.unit_no, r.households, r.residents, r.elderly) for r in rows] == [
+        (1, 18, 40, 9),
+        (2, 17, 39, 12),
+    ]
+    assert {(r.estimated, r.source) for r in rows} == {(False, "csv")}
+    assert report.replaced_estimates == 2
+
+
+def test_csv_keeps_the_estimated_entrance_of_the_same_unit(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    before = stairwells(connection, estimated_slab)[2]
+    path = write_csv(tmp_path, "building,unit,households,residents,elderly\nosm:w100,3,1,2,0\n")
+    import_stairwell_counts(connection, path)
+    (after,) = stairwells(connection, estimated_slab)
+    assert (after.lon, after.lat) == (before.lon, before.lat)
+
+
+def test_csv_entrance_is_taken_from_lon_lat(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly,lon,lat\nosm:w100,1,12,30,5,116.3502,39.9801\n",
+    )
+    import_stairwell_counts(connection, path)
+    (row,) = stairwells(connection, estimated_slab)
+    assert (row.lon, row.lat) == pytest.approx((116.3502, 39.9801))
+
+
+def test_csv_unit_without_a_point_is_placed_on_the_footprint(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, "building,unit,households,residents,elderly\nosm:w100,6,1,2,0\n")
+    import_stairwell_counts(connection, path)
+    distance = connection.execute(
+        text(
+            "SELECT ST_Distance(ST_Boundary(b.footprint)::geography, s.entrance::geography)"
+            " FROM stairwell s JOIN building b ON b.id = s.building_id WHERE b.id = :b"
+        ),
+        {"b": estimated_slab},
+    ).scalar_one()
+    assert distance < 0.5
+
+
+def test_csv_references_by_id_name_and_number(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    other = add_building(connection, "w101", slab(30, 12, y=40), name="育新花园7号楼", number="7")
+    third = add_building(connection, "w102", slab(30, 12, y=80), name="3栋", number="3")
+    path = write_csv(
+        tmp_path,
+        "Building,Unit,Households,Residents,Elderly\n"
+        f"{estimated_slab},1,1,1,0\n育新花园7号楼,1,2,2,0\n3栋,1,3,3,0\n",
+    )
+    report = import_stairwell_counts(connection, path)
+    assert report.ok
+    assert [r.households for r in stairwells(connection, estimated_slab)] == [1]
+    assert [r.households for r in stairwells(connection, other)] == [2]
+    assert [r.households for r in stairwells(connection, third)] == [3]
+
+
+def test_csv_reimport_updates_in_place(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    header = "building,unit,households,residents,elderly\n"
+    import_stairwell_counts(connection, write_csv(tmp_path, header + "osm:w100,1,10,20,3\n"))
+    (first,) = stairwells(connection, estimated_slab)
+    import_stairwell_counts(connection, write_csv(tmp_path, header + "osm:w100,1,11,25,4\n"))
+    (second,) = stairwells(connection, estimated_slab)
+    assert second.id == first.id
+    assert (second.households, second.residents, second.elderly) == (11, 25, 4)
+
+
+def test_estimate_after_csv_leaves_the_real_counts(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, "building,unit,households,residents,elderly\nosm:w100,1,9,9,9\n")
+    import_stairwell_counts(connection, path)
+    estimate_stairwells(connection, building_ids=[estimated_slab], settings=SETTINGS)
+    rows = stairwells(connection, estimated_slab)
+    assert [(r.unit_no, r.households, r.estimated) for r in rows] == [(1, 9, False)]
+
+
+BAD_ROWS = [
+    ("osm:w999,1,1,1,0", "building", "unknown building"),
+    ("osm:w100,x,1,1,0", "unit", "not an integer"),
+    ("osm:w100,0,1,1,0", "unit", "must be ≥ 1"),
+    ("osm:w100,1,2.5,1,0", "households", "not an integer"),
+    ("osm:w100,1,-3,1,0", "households", "must be ≥ 0"),
+    ("osm:w100,1,1,-1,0", "residents", "must be ≥ 0"),
+    ("osm:w100,1,1,5,6", "elderly", "exceed"),
+    ("osm:w100,1,1,5,", "elderly", "missing value"),
+    ("osm:w100,1,1,5", "elderly", "missing value"),
+    (",1,1,5,0", "building", "missing value"),
+]
+
+
+@pytest.mark.parametrize(("line", "column", "reason"), BAD_ROWS)
+def test_each_bad_row_is_reported_with_its_row_and_column(
+    connection: Connection,
+    estimated_slab: int,
+    tmp_path: Path,
+    line: str,
+    column: str,
+    reason: str,
+) -> None:
+    path = write_csv(
+        tmp_path, f"building,unit,households,residents,elderly\nosm:w100,2,1,1,0\n{line}\n"
+    )
+    report = import_stairwell_counts(connection, path)
+    assert [(e.row, e.column) for e in report.rejected] == [(3, column)]
+    assert reason in report.rejected[0].reason
+    assert report.stored == 1  # the valid row is still stored
+
+
+def test_duplicate_building_and_unit_rejects_every_occurrence(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly\n"
+        f"osm:w100,1,1,1,0\nosm:w100,2,1,1,0\n{estimated_slab},1,2,2,0\n",
+    )
+    report = import_stairwell_counts(connection, path)
+    assert [(e.row, e.column) for e in report.rejected] == [(2, "unit"), (4, "unit")]
+    assert "row 4" in report.rejected[0].reason
+    assert [r.unit_no for r in stairwells(connection, estimated_slab)] == [2]
+
+
+def test_a_missing_column_is_reported_on_the_header_row(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, "building,unit,households,residents\nosm:w100,1,1,1\n")
+    report = import_stairwell_counts(connection, path)
+    assert [(e.row, e.column, e.reason) for e in report.rejected] == [
+        (1, "elderly", "missing column")
+    ]
+    assert report.stored == 0
+    assert {r.estimated for r in stairwells(connection, estimated_slab)} == {True}
+
+
+def test_an_ambiguous_name_is_rejected(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    add_building(connection, "w201", slab(30, 12, y=40), name="5号楼", number="5")
+    add_building(connection, "w202", slab(30, 12, y=80), name="5号楼", number="5")
+    path = write_csv(tmp_path, "building,unit,households,residents,elderly\n5号楼,1,1,1,0\n")
+    report = import_stairwell_counts(connection, path)
+    assert "2 buildings match" in report.rejected[0].reason
+
+
+def test_strict_stores_nothing_when_a_row_is_bad(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    before = stairwells(connection, estimated_slab)
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly\nosm:w100,1,1,1,0\nosm:w100,2,1,1,5\n",
+    )
+    report = import_stairwell_counts(connection, path, strict=True)
+    assert [e.row for e in report.rejected] == [3]
+    assert report.stored == 0
+    assert stairwells(connection, estimated_slab) == before
+
+
+def test_a_missing_file_raises_input_error_naming_it(
+    connection: Connection, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        import_stairwell_counts(connection, tmp_path / "absent.csv")
