@@ -1,0 +1,429 @@
+"""Fast in-memory assignment of many points to grid cells (polygons).
+
+Tie rule (the same everywhere in wangge)
+----------------------------------------
+A point belongs to a cell when the cell **covers** it: interior *or* boundary, so a point on the
+outer boundary of the managed area counts as inside. When several cells cover a point (a point
+on a shared edge or vertex, or overlapping cells), the cell with the **lowest id** wins; ids are
+compared in their natural order (15-digit grid codes compare like numbers). A point covered by no
+cell gets ``-1``. Non-finite coordinates get ``-1``.
+
+How it is fast
+--------------
+The cells' extent is cut into a raster of small buckets (about 16 x 16 per typical cell). At
+build time every bucket that any cell boundary passes through (with a small safety margin) is
+marked *mixed*; the remaining buckets form connected regions that no boundary crosses, so every
+point of such a region is covered by the same cells, and one exact test per region fixes its
+answer. At query time a point's bucket is found with integer arithmetic; only points in mixed
+buckets (typically a fifth) go to the exact path: STRtree bounding-box candidates, then
+``shapely.intersects_xy`` (equal to ``covers`` for a point) on prepared polygons, vectorised,
+and the tie rule. The result is exactly what a per-point ``covers`` test gives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from pyproj import Transformer
+from scipy import ndimage
+
+from gis.coords import CoordinateSystem, parse_crs, to_wgs84, utm_epsg
+from gis.errors import InputError
+
+__all__ = ["CellIndex", "NearBoundary"]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+# Bucket margin in bucket widths: far above float rounding, far below a bucket.
+_EPS = 1e-6
+_MIXED = -2
+
+
+@dataclass(frozen=True)
+class NearBoundary:
+    """Nearest *other* cell within a distance of each point.
+
+    Attributes
+    ----------
+    other
+        Index of the nearest cell other than the point's own cell within the threshold, ``-1``
+        when there is none (ties by distance go to the lowest id).
+    distance_m
+        Straight distance in metres from the point to that cell (0 on a shared boundary),
+        NaN when there is none.
+    """
+
+    other: IntArray
+    distance_m: FloatArray
+
+    @property
+    def flagged(self) -> npt.NDArray[np.bool_]:
+        """True where another cell lies within the threshold."""
+        return np.asarray(self.other >= 0)
+
+
+def _validate_geometries(geometries: Any) -> npt.NDArray[np.object_]:
+    geoms = np.asarray(geometries, dtype=object)
+    if geoms.ndim != 1 or geoms.size == 0:
+        msg = "expected a non-empty sequence of polygons"
+        raise InputError("geometries", msg)
+    ok_type = np.array([isinstance(g, shapely.Polygon | shapely.MultiPolygon) for g in geoms])
+    if not ok_type.all():
+        row = int(np.flatnonzero(~ok_type)[0])
+        msg = f"row {row}: expected a Polygon or MultiPolygon, got {type(geoms[row]).__name__}"
+        raise InputError("geometries", msg)
+    empty = shapely.is_empty(geoms)
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        msg = f"row {row}: empty polygon"
+        raise InputError("geometries", msg)
+    valid = shapely.is_valid(geoms)
+    if not valid.all():
+        row = int(np.flatnonzero(~valid)[0])
+        msg = f"row {row}: invalid polygon ({shapely.is_valid_reason(geoms[row])})"
+        raise InputError("geometries", msg)
+    return geoms
+
+
+def _validate_ids(ids: Any, n: int) -> npt.NDArray[Any]:
+    if ids is None:
+        return np.arange(n, dtype=np.int64)
+    values = np.asarray(ids)
+    if values.ndim != 1 or values.size != n:
+        msg = f"expected {n} ids, one per geometry, got shape {values.shape}"
+        raise InputError("ids", msg)
+    unique, counts = np.unique(values, return_counts=True)
+    if unique.size != n:
+        msg = f"duplicate id {unique[counts > 1][0]!r}"
+        raise InputError("ids", msg)
+    return values
+
+
+class CellIndex:
+    """Assign points to polygon cells with ``covers`` semantics and the lowest-id tie rule.
+
+    Build it once with :meth:`from_geometries`, then call :meth:`assign` on arrays of points.
+    Geometries and points are WGS84 longitude/latitude (degrees) unless a ``crs`` is given to
+    :meth:`assign` for the points.
+
+    Parameters
+    ----------
+    geometries
+        Valid, non-empty Polygons or MultiPolygons (shapely 2), one per cell.
+    ids
+        One id per cell (grid codes, database ids...); ties go to the lowest. Defaults to the
+        position. Must be unique.
+    buckets_per_cell
+        Target number of raster buckets per typical cell (speed/memory trade-off).
+    max_buckets
+        Upper bound on the raster size.
+
+    Raises
+    ------
+    gis.errors.InputError
+        Field ``geometries`` (naming the row) for a missing, empty, invalid or non-polygon
+        geometry; field ``ids`` for duplicate ids or a length mismatch.
+    """
+
+    def __init__(
+        self,
+        geometries: Sequence[shapely.Geometry] | npt.NDArray[np.object_],
+        ids: Sequence[Any] | npt.NDArray[Any] | None = None,
+        *,
+        buckets_per_cell: int = 256,
+        max_buckets: int = 8_000_000,
+    ) -> None:
+        geoms = _validate_geometries(geometries)
+        n = geoms.size
+        self._ids = _validate_ids(ids, n)
+        # rank[i] = position of cell i in id order; order[r] = the cell of rank r.
+        self._order = np.argsort(self._ids, kind="stable").astype(np.int64)
+        self._rank = np.empty(n, dtype=np.int64)
+        self._rank[self._order] = np.arange(n, dtype=np.int64)
+        self._geoms = geoms
+        shapely.prepare(geoms)
+        self._tree = shapely.STRtree(geoms)
+        bounds = shapely.bounds(geoms)
+        self._extent = (
+            float(bounds[:, 0].min()),
+            float(bounds[:, 1].min()),
+            float(bounds[:, 2].max()),
+            float(bounds[:, 3].max()),
+        )
+        self._build_raster(bounds, buckets_per_cell, max_buckets)
+        self._build_metric()
+
+    @classmethod
+    def from_geometries(
+        cls,
+        geometries: Sequence[shapely.Geometry] | npt.NDArray[np.object_],
+        ids: Sequence[Any] | npt.NDArray[Any] | None = None,
+        *,
+        buckets_per_cell: int = 256,
+        max_buckets: int = 8_000_000,
+    ) -> CellIndex:
+        """Build the index of ``geometries`` (WGS84 polygons) with optional ``ids``.
+
+        See :class:`CellIndex` for the parameters and errors raised.
+        """
+        return cls(geometries, ids, buckets_per_cell=buckets_per_cell, max_buckets=max_buckets)
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def geometries(self) -> npt.NDArray[np.object_]:
+        """The cell polygons (WGS84), in input order."""
+        return self._geoms
+
+    @property
+    def ids(self) -> npt.NDArray[Any]:
+        """The cell ids, in input order."""
+        return self._ids
+
+    @property
+    def utm_epsg(self) -> int:
+        """EPSG code of the UTM zone used for metric work (zone of the extent's centre)."""
+        return self._epsg
+
+    def __len__(self) -> int:
+        return int(self._geoms.size)
+
+    # -- build --------------------------------------------------------------------------------
+
+    def _build_raster(self, bounds: FloatArray, buckets_per_cell: int, max_buckets: int) -> None:
+        x0, y0, x1, y1 = self._extent
+        side = math.sqrt(max(buckets_per_cell, 1))
+        width = float(np.median(bounds[:, 2] - bounds[:, 0]))
+        height = float(np.median(bounds[:, 3] - bounds[:, 1]))
+        span_x = max(x1 - x0, 1e-12)
+        span_y = max(y1 - y0, 1e-12)
+        dx = max(width, 1e-12) / side
+        dy = max(height, 1e-12) / side
+        count = math.ceil(span_x / dx) * math.ceil(span_y / dy)
+        if count > max_buckets:
+            factor = math.sqrt(count / max_buckets)
+            dx *= factor
+            dy *= factor
+        nx = max(math.ceil(span_x / dx), 1)
+        ny = max(math.ceil(span_y / dy), 1)
+        self._x0, self._y0, self._dx, self._dy, self._nx, self._ny = x0, y0, dx, dy, nx, ny
+
+        mixed = np.zeros((ny, nx), dtype=bool)
+        parts = shapely.get_parts(self._geoms)
+        rings = shapely.get_rings(parts)
+        coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+        same = ring_of[:-1] == ring_of[1:]
+        u = (coords[:, 0] - x0) / dx
+        v = (coords[:, 1] - y0) / dy
+        ua, va, ub, vb = u[:-1][same], v[:-1][same], u[1:][same], v[1:][same]
+        # Cut each segment into pieces no longer than one bucket along either axis; each piece's
+        # (margin-widened) bounding box then touches at most 3 x 3 buckets, and together the
+        # boxes cover every bucket the segment passes through.
+        pieces = np.maximum(np.ceil(np.maximum(np.abs(ub - ua), np.abs(vb - va))), 1).astype(
+            np.int64
+        )
+        seg = np.repeat(np.arange(pieces.size), pieces)
+        start = np.repeat(np.cumsum(pieces) - pieces, pieces)
+        k = (np.arange(seg.size) - start).astype(np.float64)
+        total = pieces[seg].astype(np.float64)
+        du = (ub - ua)[seg]
+        dv = (vb - va)[seg]
+        pu0 = ua[seg] + du * (k / total)
+        pv0 = va[seg] + dv * (k / total)
+        pu1 = ua[seg] + du * ((k + 1.0) / total)
+        pv1 = va[seg] + dv * ((k + 1.0) / total)
+        i_lo = np.floor(np.minimum(pu0, pu1) - _EPS).astype(np.int64)
+        i_hi = np.floor(np.maximum(pu0, pu1) + _EPS).astype(np.int64)
+        j_lo = np.floor(np.minimum(pv0, pv1) - _EPS).astype(np.int64)
+        j_hi = np.floor(np.maximum(pv0, pv1) + _EPS).astype(np.int64)
+        for a in range(3):
+            for b in range(3):
+                i = i_lo + a
+                j = j_lo + b
+                keep = (i <= i_hi) & (j <= j_hi) & (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+                mixed[j[keep], i[keep]] = True
+
+        labels, count_regions = ndimage.label(~mixed)
+        flat = labels.ravel()
+        # ndimage.label numbers regions in raster-scan order of first appearance, so the first
+        # bucket of each region is where the label exceeds every earlier one (checked below).
+        seen = np.maximum.accumulate(flat)
+        first = np.flatnonzero(flat > np.concatenate(([0], seen[:-1])))
+        region_ids = flat[first]
+        if not np.array_equal(region_ids, np.arange(1, count_regions + 1)):
+            region_ids, first = np.unique(flat, return_index=True)
+            free = region_ids > 0
+            region_ids, first = region_ids[free], first[free]
+        cx = x0 + (first % nx + 0.5) * dx
+        cy = y0 + (first // nx + 0.5) * dy
+        region_cell = np.full(count_regions + 1, _MIXED, dtype=np.int64)
+        region_cell[region_ids] = self._assign_exact(
+            np.asarray(cx, np.float64), np.asarray(cy, np.float64)
+        )
+        self._bucket_cell = region_cell[flat].astype(np.int32)
+
+    def _build_metric(self) -> None:
+        x0, y0, x1, y1 = self._extent
+        self._epsg = utm_epsg((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        self._to_utm = Transformer.from_crs(4326, self._epsg, always_xy=True)
+        self._utm_geoms = shapely.transform(
+            self._geoms, lambda xy: np.column_stack(self._to_utm.transform(xy[:, 0], xy[:, 1]))
+        )
+        self._utm_tree = shapely.STRtree(self._utm_geoms)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def _assign_exact(self, x: FloatArray, y: FloatArray) -> IntArray:
+        """Covers test on bounding-box candidates with the lowest-id tie rule."""
+        n = len(self)
+        point_idx, cell_idx = self._tree.query(shapely.points(x, y))
+        hit = shapely.intersects_xy(self._geoms[cell_idx], x[point_idx], y[point_idx])
+        best = np.full(x.size, n, dtype=np.int64)
+        np.minimum.at(best, point_idx[hit], self._rank[cell_idx[hit]])
+        order = np.append(self._order, -1)
+        return order[best]
+
+    def assign(
+        self,
+        lon: npt.ArrayLike,
+        lat: npt.ArrayLike,
+        *,
+        crs: CoordinateSystem | str = CoordinateSystem.WGS84,
+    ) -> IntArray:
+        """Return the index of the cell covering each point, ``-1`` outside every cell.
+
+        Parameters
+        ----------
+        lon, lat
+            Point coordinates in degrees (arrays of equal shape, or scalars), in ``crs``.
+        crs
+            ``"wgs84"`` (default), ``"gcj02"`` or ``"bd09"``; converted to WGS84 first.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            Cell index (position in the input geometries) per point, ties to the lowest id
+            (see the module docstring); ``-1`` for points outside every cell or with non-finite
+            coordinates.
+
+        Raises
+        ------
+        gis.errors.InputError
+            Field ``lat`` when the shapes differ, ``lon``/``lat`` for non-numeric values,
+            ``crs`` for an unknown system.
+        """
+        x, y = self._points(lon, lat, crs)
+        x0, y0, x1, y1 = self._extent
+        inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+        result = np.full(x.shape, -1, dtype=np.int64)
+        where = np.flatnonzero(inside)
+        xi, yi = x[where], y[where]
+        ix = np.minimum(((xi - x0) / self._dx).astype(np.int64), self._nx - 1)
+        iy = np.minimum(((yi - y0) / self._dy).astype(np.int64), self._ny - 1)
+        cells = self._bucket_cell[iy * self._nx + ix].astype(np.int64)
+        mixed = np.flatnonzero(cells == _MIXED)
+        if mixed.size:
+            cells[mixed] = self._assign_exact(xi[mixed], yi[mixed])
+        result[where] = cells
+        return result
+
+    def near_boundary(
+        self,
+        lon: npt.ArrayLike,
+        lat: npt.ArrayLike,
+        cells: npt.ArrayLike | None = None,
+        *,
+        threshold_m: float = 10.0,
+        crs: CoordinateSystem | str = CoordinateSystem.WGS84,
+    ) -> NearBoundary:
+        """Find, for each point, the nearest other cell within ``threshold_m`` metres.
+
+        Distances are straight distances computed in the UTM zone of the cells' centre
+        (:attr:`utm_epsg`), in metres.
+
+        Parameters
+        ----------
+        lon, lat
+            Point coordinates in degrees, in ``crs``.
+        cells
+            Each point's own cell as returned by :meth:`assign` (computed when omitted).
+            For a point outside every cell (``-1``) every cell counts as "other".
+        threshold_m
+            Search distance in metres (default 10, the usual confirmation distance).
+        crs
+            Coordinate system of the points.
+
+        Returns
+        -------
+        NearBoundary
+
+        Raises
+        ------
+        gis.errors.InputError
+            Field ``threshold_m`` for a negative or non-finite distance, ``cells`` for a shape
+            mismatch, plus the errors of :meth:`assign`.
+        """
+        if not (math.isfinite(threshold_m) and threshold_m >= 0):
+            msg = f"must be a finite distance >= 0 in metres, got {threshold_m!r}"
+            raise InputError("threshold_m", msg)
+        x, y = self._points(lon, lat, crs)
+        if cells is None:
+            own = self.assign(x, y)
+        else:
+            own = np.asarray(cells, dtype=np.int64).reshape(-1)
+            if own.shape != x.shape:
+                msg = f"expected one cell per point ({x.size}), got shape {np.shape(cells)}"
+                raise InputError("cells", msg)
+        other = np.full(x.shape, -1, dtype=np.int64)
+        distance = np.full(x.shape, np.nan, dtype=np.float64)
+        finite = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+        if finite.size == 0:
+            return NearBoundary(other, distance)
+        ux, uy = self._to_utm.transform(x[finite], y[finite])
+        points = shapely.points(ux, uy)
+        pi, ci = self._utm_tree.query(points, predicate="dwithin", distance=threshold_m)
+        keep = ci != own[finite][pi]
+        pi, ci = pi[keep], ci[keep]
+        if pi.size:
+            d = shapely.distance(self._utm_geoms[ci], points[pi])
+            sort = np.lexsort((self._rank[ci], d, pi))
+            pi, ci, d = pi[sort], ci[sort], d[sort]
+            first = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
+            other[finite[pi[first]]] = ci[first]
+            distance[finite[pi[first]]] = d[first]
+        return NearBoundary(other, distance)
+
+    def _points(
+        self, lon: npt.ArrayLike, lat: npt.ArrayLike, crs: CoordinateSystem | str
+    ) -> tuple[FloatArray, FloatArray]:
+        system = parse_crs(crs)
+        try:
+            x = np.asarray(lon, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            msg = "expected numbers"
+            raise InputError("lon", msg) from None
+        try:
+            y = np.asarray(lat, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            msg = "expected numbers"
+            raise InputError("lat", msg) from None
+        if x.shape != y.shape:
+            msg = f"shape {y.shape} does not match lon shape {x.shape}"
+            raise InputError("lat", msg)
+        if system is CoordinateSystem.WGS84:
+            return x, y
+        # Convert only the valid points; the rest stay non-finite and end up -1.
+        ok = np.isfinite(x) & np.isfinite(y) & (np.abs(x) <= 180) & (np.abs(y) <= 90)
+        wx = np.full(x.shape, np.nan)
+        wy = np.full(y.shape, np.nan)
+        if ok.any():
+            cx, cy = to_wgs84(x[ok], y[ok], system)
+            wx[ok], wy[ok] = cx, cy
+        return wx, wy
