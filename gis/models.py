@@ -257,11 +257,40 @@ class StreetSegment(Base):
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
+CASE_STATES = (
+    "reported",
+    "filed",
+    "dispatched",
+    "handling",
+    "feedback",
+    "checking",
+    "closed",
+    "evaluated",
+    "extension_requested",
+    "parked",
+    "voided",
+)
+
+
 class Case(Base):
-    """A reported issue (案件): location and category; the workflow fills the rest."""
+    """A reported issue (案件): location and category; the workflow fills the rest.
+
+    ``reporter_name`` and ``reporter_phone`` are personal data: shown to staff handling the
+    case, never in public or aggregate outputs. ``version`` is bumped by every transition
+    (optimistic locking, see ``gis.cases.workflow``); ``limit_value``/``limit_unit`` keep the
+    time limit the case was dispatched with.
+    """
 
     __tablename__ = "cases"
-    __table_args__ = (_gist("cases", "geom"),)
+    __table_args__ = (
+        _gist("cases", "geom"),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in CASE_STATES) + ")",
+            name="cases_status_known",
+        ),
+        Index("ix_cases_deadline", "deadline"),
+        Index("ix_cases_filed_at", "filed_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     category_code: Mapped[str] = mapped_column(Text, index=True)
@@ -274,6 +303,48 @@ class Case(Base):
     grid_id: Mapped[int | None] = mapped_column(
         ForeignKey("grid.id", ondelete="RESTRICT"), index=True
     )
+    filed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    limit_value: Mapped[int | None] = mapped_column(Integer)
+    limit_unit: Mapped[str | None] = mapped_column(Text)
+    department: Mapped[str | None] = mapped_column(Text, index=True)
+    worker_id: Mapped[int | None] = mapped_column(
+        ForeignKey("grid_worker.id", ondelete="SET NULL"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    external_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    reporter_name: Mapped[str | None] = mapped_column(Text)
+    reporter_phone: Mapped[str | None] = mapped_column(Text)
+
+
+class CaseTransition(Base):
+    """One step of a case's history (append-only: a trigger refuses UPDATE and DELETE).
+
+    ``seq`` numbers the steps of a case from 1; ``action`` names the transition of the workflow
+    table (``gis.cases.workflow.TRANSITIONS``); ``detail`` carries an extension request's limit.
+    """
+
+    __tablename__ = "case_transition"
+    __table_args__ = (
+        CheckConstraint("seq > 0", name="case_transition_seq_positive"),
+        Index("ix_case_transition_action_at", "action", "at"),
+    )
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="RESTRICT"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    actor_role: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    from_state: Mapped[str] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    receiver: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class ImportRun(Base):
