@@ -20,6 +20,10 @@ class NotFoundError(WanggeError, LookupError):
     """A named thing (layer, grid code, case) does not exist."""
 
 
+class ConflictError(WanggeError):
+    """The request conflicts with the current state (a stale version, an illegal transition)."""
+
+
 class DatabaseUnavailableError(WanggeError):
     """PostGIS cannot be reached or refuses to work."""
 
