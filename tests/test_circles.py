@@ -1,0 +1,298 @@
+"""Service-circle coverage: network distances against an independent networkx computation."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from typing import Any
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+from shapely import LineString, Point
+
+from gis.circles import CircleSettings, coverage, coverage_shares, thresholds
+from gis.errors import InputError
+from gis.network import WalkNetwork
+
+from .conftest import DATA
+
+AREA = DATA / "beijing_haidian_xueyuanlu"
+UTM50 = "EPSG:32650"
+X0, Y0 = 440_000.0, 4_428_000.0
+
+
+def _reference(
+    streets: gpd.GeoDataFrame, origins: gpd.GeoSeries, facilities: gpd.GeoDataFrame
+) -> tuple[nx.Graph, dict[Any, tuple[str, int]], dict[Any, tuple[str, int]]]:
+    """Build a vertex-level networkx graph straight from the ways, with the points inserted.
+
+    Every OSM vertex is a node (keyed by its coordinates rounded to 1 cm), every straight
+    piece an edge; each point is joined to its own node on the nearest piece (brute force),
+    which splits that piece, and the snap leg is an edge of its own.
+    """
+    crs = streets.estimate_utm_crs()
+    lines = streets.to_crs(crs).geometry.explode(index_parts=False)
+    segs: dict[tuple[Any, Any], float] = {}
+    pieces = []
+    for line in lines:
+        xy = np.round(np.asarray(line.coords) / 0.01).astype(np.int64)
+        for p, q in itertools.pairwise(xy):
+            a, b = tuple(p), tuple(q)
+            if a == b:
+                continue
+            key = (min(a, b), max(a, b))
+            if key not in segs:
+                segs[key] = float(np.hypot(*((q - p) * 0.01)))
+                pieces.append(key)
+    ends = np.array([[a[0], a[1], b[0], b[1]] for a, b in pieces], dtype=float) * 0.01
+    graph = nx.Graph()
+    on_piece: dict[int, list[tuple[float, Any]]] = defaultdict(list)
+
+    def attach(points: gpd.GeoSeries, tag: str) -> dict[Any, tuple[str, int]]:
+        xy = np.column_stack([points.to_crs(crs).x, points.to_crs(crs).y])
+        names = {}
+        for i, (px, py) in enumerate(xy):
+            ax, ay, bx, by = ends.T
+            dx, dy = bx - ax, by - ay
+            s = np.clip(((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy), 0, 1)
+            gap = np.hypot(ax + s * dx - px, ay + s * dy - py)
+            k = int(np.argmin(gap))
+            length = float(np.hypot(dx[k], dy[k]))
+            on_piece[k].append((float(s[k]) * length, (tag, i, "on")))
+            graph.add_edge((tag, i), (tag, i, "on"), weight=max(float(gap[k]), 1e-7))
+            names[points.index[i]] = (tag, i)
+        return names
+
+    o_names = attach(origins, "o")
+    f_names = attach(facilities.geometry, "f")
+    for k, (a, b) in enumerate(pieces):
+        chain = [(0.0, a), *sorted(on_piece.get(k, []), key=lambda x: x[0]), (segs[(a, b)], b)]
+        for (s0, n0), (s1, n1) in itertools.pairwise(chain):
+            graph.add_edge(n0, n1, weight=max(s1 - s0, 1e-7))
+    return graph, o_names, f_names
+
+
+@pytest.fixture(scope="module")
+def demo() -> dict[str, Any]:
+    streets = gpd.read_file(AREA / "streets.geojson")
+    pois = gpd.read_file(AREA / "pois.geojson").rename(columns={"category": "type"})
+    buildings = gpd.read_file(AREA / "buildings.geojson")
+    origins = gpd.GeoSeries(buildings.representative_point(), crs=buildings.crs)
+    network = WalkNetwork.from_lines(streets)
+    table = coverage(origins, pois, network)
+    graph, o_names, f_names = _reference(streets, origins, pois)
+    return {
+        "pois": pois,
+        "origins": origins,
+        "network": network,
+        "table": table,
+        "graph": graph,
+        "o_names": o_names,
+        "f_names": f_names,
+    }
+
+
+def test_nearest_distances_equal_networkx_for_every_origin_and_type(demo: dict[str, Any]) -> None:
+    pois, table, graph = demo["pois"], demo["table"], demo["graph"]
+    limit = max(t.distance_m for t in thresholds())
+    checked = 0
+    for kind, group in pois.groupby("type"):
+        sources = {demo["f_names"][i] for i in group.index}
+        ref = nx.multi_source_dijkstra_path_length(graph, sources, weight="weight")
+        ours = table[table["type"] == kind].set_index("origin")["distance_m"]
+        for origin, node in demo["o_names"].items():
+            want = ref.get(node, np.inf)
+            got = ours[origin]
+            if want <= limit - 1:
+                assert got == pytest.approx(want, abs=1.0), (kind, origin)
+                checked += 1
+            elif want > limit + 1:
+                assert np.isnan(got), (kind, origin)
+    assert checked > 1000
+
+
+def test_counts_within_levels_equal_networkx(demo: dict[str, Any]) -> None:
+    pois, table, graph = demo["pois"], demo["table"], demo["graph"]
+    levels = thresholds()
+    limit = max(t.distance_m for t in levels)
+    want: dict[tuple[str, Any], np.ndarray] = defaultdict(lambda: np.zeros(len(levels), int))
+    for fid, kind in pois["type"].items():
+        reach = nx.single_source_dijkstra_path_length(
+            graph, demo["f_names"][fid], cutoff=limit, weight="weight"
+        )
+        for origin, node in demo["o_names"].items():
+            if node in reach:
+                want[(kind, origin)] += np.array([reach[node] <= t.distance_m for t in levels])
+    got = table.set_index(["type", "origin"])[[t.column for t in levels]]
+    expected = pd.DataFrame([want[key] for key in got.index], index=got.index, columns=got.columns)
+    assert got.to_numpy().sum() > 10_000
+    assert np.array_equal(got.to_numpy(), expected.to_numpy())
+
+
+def test_nearest_facility_is_within_a_level_exactly_when_the_count_is_positive(
+    demo: dict[str, Any],
+) -> None:
+    table = demo["table"]
+    for t in thresholds():
+        within = table["distance_m"].to_numpy() <= t.distance_m
+        assert np.array_equal(within, table[t.column].to_numpy() > 0), t.column
+
+
+def test_counting_by_small_tiles_gives_the_same_counts(demo: dict[str, Any]) -> None:
+    small = CircleSettings(tile_m=250.0, batch=3)
+    table = coverage(demo["origins"], demo["pois"], demo["network"], settings=small)
+    cols = [t.column for t in thresholds()]
+    assert table[cols].to_numpy().tolist() == demo["table"][cols].to_numpy().tolist()
+
+
+def test_every_network_row_is_labelled_network(demo: dict[str, Any]) -> None:
+    assert set(demo["table"]["method"]) == {"network"}
+    assert len(demo["table"]) == len(demo["origins"]) * demo["pois"]["type"].nunique()
+
+
+def _line_world() -> tuple[WalkNetwork, gpd.GeoDataFrame]:
+    street = gpd.GeoDataFrame(geometry=[LineString([(X0, Y0), (X0 + 2000, Y0)])], crs=UTM50)
+    shops = gpd.GeoDataFrame(
+        {"type": ["shop", "shop", "clinic"]},
+        geometry=[Point(X0 + 100, Y0 + 10), Point(X0 + 700, Y0), Point(X0 + 1500, Y0)],
+        index=["s1", "s2", "c1"],
+        crs=UTM50,
+    )
+    return WalkNetwork.from_lines(street), shops
+
+
+def test_snap_legs_are_added_to_the_walk() -> None:
+    network, shops = _line_world()
+    homes = gpd.GeoSeries([Point(X0 + 350, Y0 - 20)], crs=UTM50)
+    row = coverage(homes, shops, network).set_index("type").loc["shop"]
+    assert row["distance_m"] == pytest.approx(20 + 250 + 10)
+    assert row["facility"] == "s1"
+    assert row["count_standard_5"] == 1
+    assert row["count_standard_10"] == 2
+
+
+def test_snap_legs_can_be_left_out() -> None:
+    network, shops = _line_world()
+    homes = gpd.GeoSeries([Point(X0 + 400, Y0 - 20)], crs=UTM50)
+    table = coverage(homes, shops, network, settings=CircleSettings(add_snap_distance=False))
+    assert table.set_index("type").loc["shop", "distance_m"] == pytest.approx(300.0)
+
+
+def test_group_levels_use_minutes_times_speed() -> None:
+    network, shops = _line_world()
+    homes = gpd.GeoSeries([Point(X0 + 1000, Y0)], crs=UTM50)
+    row = coverage(homes, shops, network).set_index("type").loc["clinic"]
+    # 500 m: beyond the 5-minute standard radius (300 m) and the elderly 5 minutes (325 m),
+    # within 10 minutes at 3.9 km/h (650 m).
+    assert row["count_standard_5"] == 0
+    assert row["count_elderly_5"] == 0
+    assert row["count_elderly_10"] == 1
+    assert row["count_adult_10"] == 1
+
+
+def test_types_without_facilities_give_no_distance_and_zero_counts() -> None:
+    network, shops = _line_world()
+    homes = gpd.GeoSeries([Point(X0 + 1000, Y0)], crs=UTM50)
+    row = coverage(homes, shops, network, types=["canteen"]).iloc[0]
+    assert np.isnan(row["distance_m"])
+    assert row["facility"] is None
+    assert row["count_standard_15"] == 0
+
+
+def test_fallback_without_network_is_labelled_and_uses_the_detour_factor() -> None:
+    _, shops = _line_world()
+    homes = gpd.GeoSeries([Point(X0 + 400, Y0 + 400)], crs=UTM50)
+    table = coverage(homes, shops, None)
+    assert set(table["method"]) == {"euclidean_fallback"}
+    shop = table.set_index("type").loc["shop"]
+    assert shop["distance_m"] == pytest.approx(1.3 * np.hypot(300, 390))
+    assert shop["facility"] == "s1"
+
+
+def test_far_facilities_and_origins_are_reported() -> None:
+    network, shops = _line_world()
+    shops = pd.concat(
+        [
+            shops,
+            gpd.GeoDataFrame(
+                {"type": ["shop"]}, geometry=[Point(X0, Y0 + 500)], index=["far"], crs=UTM50
+            ),
+        ]
+    )
+    homes = gpd.GeoSeries([Point(X0 + 400, Y0 - 20), Point(X0 + 400, Y0 - 300)], crs=UTM50)
+    table = coverage(homes, shops, network)
+    assert table.attrs["far_facilities"] == ["far"]
+    assert table.groupby("origin")["too_far"].first().tolist() == [False, True]
+
+
+def test_missing_type_column_names_the_parameter() -> None:
+    network, shops = _line_world()
+    homes = gpd.GeoSeries([Point(X0, Y0)], crs=UTM50)
+    with pytest.raises(InputError, match="type_column"):
+        coverage(homes, shops, network, type_column="kind")
+
+
+def _stairwells() -> tuple[gpd.GeoSeries, pd.DataFrame]:
+    homes = gpd.GeoSeries(
+        [Point(X0 + 100, Y0), Point(X0 + 900, Y0), Point(X0 + 1900, Y0)],
+        index=[11, 12, 13],
+        crs=UTM50,
+    )
+    table = pd.DataFrame(
+        {
+            "grid": ["A", "A", "B"],
+            "households": [40, 60, 30],
+            "residents": [100, 150, 80],
+            "elderly": [20, 30, 10],
+        },
+        index=[11, 12, 13],
+    )
+    return homes, table
+
+
+def test_shares_count_the_households_of_covered_stairwells() -> None:
+    network, shops = _line_world()
+    homes, stairwells = _stairwells()
+    shares = coverage_shares(coverage(homes, shops, network), stairwells, by="grid")
+    row = shares.set_index(["grid", "type", "basis", "minutes"]).loc[("A", "shop", "standard", 5)]
+    # Stairwell 11 is 10 m from s1; stairwell 12 is 200 m from s2; both within 300 m.
+    assert row["households"] == 100
+    assert row["households_covered"] == 100
+    b = shares.set_index(["grid", "type", "basis", "minutes"]).loc[("B", "clinic", "standard", 5)]
+    assert b["share_elderly"] == 0.0
+
+
+def test_share_totals_match_the_stairwell_table() -> None:
+    network, shops = _line_world()
+    homes, stairwells = _stairwells()
+    shares = coverage_shares(coverage(homes, shops, network), stairwells, by="grid")
+    for _, part in shares.groupby(["type", "basis", "minutes"]):
+        assert part["households"].sum() == stairwells["households"].sum()
+        assert part["elderly"].sum() == stairwells["elderly"].sum()
+
+
+def test_all_types_share_requires_every_type() -> None:
+    network, shops = _line_world()
+    homes, stairwells = _stairwells()
+    shares = coverage_shares(coverage(homes, shops, network), stairwells, by="grid")
+    every = shares.set_index(["grid", "type", "basis", "minutes"])
+    # Within 1,000 m: stairwell 11 lacks the clinic (1,400 m), 12 has both, 13 lacks a shop.
+    assert every.loc[("A", "*", "standard", 15), "households_covered"] == 60
+    assert every.loc[("B", "*", "standard", 15), "households_covered"] == 0
+
+
+def test_shares_label_fallback_rows() -> None:
+    _, shops = _line_world()
+    homes, stairwells = _stairwells()
+    shares = coverage_shares(coverage(homes, shops, None), stairwells, by="grid")
+    assert set(shares["method"]) == {"euclidean_fallback"}
+
+
+def test_shares_refuse_an_unknown_group_column() -> None:
+    network, shops = _line_world()
+    homes, stairwells = _stairwells()
+    with pytest.raises(InputError, match="by"):
+        coverage_shares(coverage(homes, shops, network), stairwells, by="community")
