@@ -52,7 +52,7 @@ _NUMERAL = r"[0-9０-９一二三四五六七八九十百]+"
 # "10号楼", "3栋", "2幢", "5单元", "8号院": the way homes are numbered in a compound.
 _NUMBERED_HOME = re.compile(rf"{_NUMERAL}\s*(号楼|栋|幢|单元|号院)")
 # Words that make a name residential on their own ("学生公寓", "职工宿舍", "家属院").
-_HOME_WORD = re.compile(r"小区|公寓|宿舍|住宅|家属|新村|居民楼")
+_HOME_WORD = re.compile(r"小区|公寓|宿舍|住宅|家属|新村|新寓|居民楼")
 # Words that make a numbered building something else ("清华大学3号楼" is a teaching block).
 _NOT_HOME_WORD = re.compile(
     r"商场|商厦|商城|商业|大厦|写字楼|办公|酒店|宾馆|饭店|医院|卫生|学校|学院|大学|中学|小学"
@@ -70,11 +70,12 @@ def is_residential(use: str | None, name: str | None) -> bool:
     """Say whether a building counts as homes for the estimate.
 
     A building is residential when its use (OSM ``building=*``) is one of
-    :data:`RESIDENTIAL_USES`; or when the use is unspecified (``yes`` or missing) and its name
-    contains a residential word (小区, 公寓, 宿舍, 住宅, 家属, 新村, 居民楼), or is numbered the
-    way compound blocks are ("10号楼", "3栋", "2幢", "5单元", "8号院") without a word naming
-    another use (大学, 大厦, 医院, 办公, 中心, …). Any other use (``commercial``, ``school``…)
-    is not residential, whatever the name.
+    :data:`RESIDENTIAL_USES`; or when the use is unspecified (``yes`` or missing) and
+    its name contains a residential word (小区, 公寓, 宿舍, 住宅, 家属, 新村, 新寓,
+    居民楼), or is numbered the way compound blocks are ("10号楼", "3栋", "2幢",
+    "5单元", "8号院") without a word naming another use (大学, 大厦, 医院, 办公,
+    中心, …). Any other use (``commercial``, ``school``…) is not residential,
+    whatever the name.
 
     Parameters
     ----------
@@ -237,6 +238,33 @@ def _draw_counts(
     residents = (base + (rng.random(len(households)) < mean - base)).astype(np.int64)
     elderly = rng.binomial(residents, settings.elderly_share).astype(np.int64)
     return residents, elderly
+
+
+def building_ids_for(connection: Connection, source: str, source_ids: Iterable[str]) -> list[int]:
+    """Return the ids of the buildings of ``source`` with these source ids (one query).
+
+    Parameters
+    ----------
+    connection : sqlalchemy.Connection
+        Connection to the wangge database.
+    source : str
+        Source name, such as ``osm``.
+    source_ids : iterable of str
+        Source ids (``w123``, ``r45``); unknown ones are ignored.
+
+    Returns
+    -------
+    list of int
+        Building ids, ascending.
+    """
+    result = connection.execute(
+        text(
+            "SELECT id FROM building WHERE source = :source"
+            " AND source_id = ANY(CAST(:ids AS text[])) ORDER BY id"
+        ),
+        {"source": source, "ids": sorted({str(i) for i in source_ids})},
+    )
+    return [int(i) for i in result.scalars()]
 
 
 _SELECT_BUILDINGS = """

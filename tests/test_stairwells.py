@@ -10,7 +10,12 @@ from sqlalchemy import Connection, text
 from gis.crs import project_geometries, utm_epsg
 from gis.errors import InputError
 from gis.settings import EstimateSettings
-from gis.stairwells import estimate_stairwells, import_stairwell_counts, is_residential
+from gis.stairwells import (
+    building_ids_for,
+    estimate_stairwells,
+    import_stairwell_counts,
+    is_residential,
+)
 
 # Haidian, Beijing (UTM 50N); Helsinki centre (UTM 35N).
 BEIJING = (116.35, 39.98)
@@ -504,3 +509,10 @@ def test_a_missing_file_raises_input_error_naming_it(
 ) -> None:
     with pytest.raises(InputError, match="no such file"):
         import_stairwell_counts(connection, tmp_path / "absent.csv")
+
+
+def test_building_ids_for_a_source_ignore_unknown_ids(connection: Connection) -> None:
+    a = add_building(connection, "w1", slab(20, 10))
+    b = add_building(connection, "w2", slab(20, 10, y=30))
+    add_building(connection, "w1", slab(20, 10, y=60), source="other")
+    assert building_ids_for(connection, "osm", ["w2", "w1", "w404"]) == sorted([a, b])
