@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from gis.db import check_database, database_url, embedded_cluster, make_engine, migrate
 from gis.errors import WanggeError
@@ -16,6 +18,8 @@ from gis.settings import ApiSettings, DatabaseSettings
 app = typer.Typer(no_args_is_help=True, help="wangge: grid management for city subdistricts.")
 db_app = typer.Typer(no_args_is_help=True, help="The PostGIS database.")
 app.add_typer(db_app, name="db")
+import_app = typer.Typer(no_args_is_help=True, help="Import real data into the database.")
+app.add_typer(import_app, name="import")
 console = Console(stderr=True)
 
 
@@ -97,6 +101,119 @@ def serve(
         workers=workers,
         log_level="info",
     )
+
+
+@import_app.command("osm")
+def import_osm(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Files: .osm.pbf, .osm, .geojson, .gpkg (imported together)."),
+    ],
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="TOML mapping of OSM tags to facility types (default: shipped)."),
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source name stored with every row.")] = "osm",
+) -> None:
+    """Import buildings, walkable streets and facilities; re-importing updates in place.
+
+    All files are read first, then stored in one transaction: a file that cannot be read
+    leaves the database unchanged (exit 2). Exit 1 when some features were rejected (the
+    valid ones are stored), 0 when none were.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from gis.loader import store_layers
+    from gis.osm import OsmLayers, load_facility_mapping, read_source
+    from gis.stairwells import estimate_stairwells
+
+    try:
+        facility_mapping = load_facility_mapping(mapping)
+        read: list[OsmLayers] = []
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            for path in paths:
+                task = progress.add_task(f"reading {path}")
+
+                def tick(objects: int, task: Any = task, path: Path = path) -> None:
+                    progress.update(task, description=f"reading {path}: {objects:,} objects")
+
+                read.append(read_source(path, mapping=facility_mapping, progress=tick))
+                progress.update(task, description=f"read {path}")
+            engine = make_engine(ready_url(), pool_size=1)
+            try:
+                with engine.begin() as connection:
+                    summaries = []
+                    for layers in read:
+                        task = progress.add_task(f"storing {layers.path}")
+                        summaries.append(store_layers(connection, layers, source=source))
+                        progress.update(task, description=f"stored {layers.path}")
+                    progress.add_task("estimating stairwells")
+                    estimate = estimate_stairwells(connection)
+            finally:
+                engine.dispose()
+    except (WanggeError, SQLAlchemyError) as exc:
+        console.print(f"[red]import failed, database unchanged:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    rejected = 0
+    for layers, summary in zip(read, summaries, strict=True):
+        console.print(f"{layers.path}: {json.dumps(summary, ensure_ascii=False)}")
+        for item in layers.rejected:
+            console.print(f"  rejected {item['layer']} {item['source_id']}: {item['reason']}")
+        rejected += len(layers.rejected)
+    console.print(
+        f"stairwells estimated for {estimate.estimated_buildings} residential buildings: "
+        f"{estimate.stairwells} stairwells, {estimate.households} households"
+    )
+    if rejected:
+        console.print(f"[yellow]{rejected} feature(s) rejected[/yellow]; the others are stored")
+        raise typer.Exit(1)
+
+
+@import_app.command("stairwells")
+def import_stairwells(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: building, unit, households, residents, elderly[, lon, lat] (WGS84)."
+        ),
+    ],
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Store nothing if any row is rejected.")
+    ] = False,
+) -> None:
+    """Load real per-stairwell counts; they replace the estimated stairwells of their buildings.
+
+    Rejected rows are listed with row number (header = 1), column and reason. Exit 0 when every
+    row was stored, 1 when some rows were rejected, 2 when the import failed (nothing stored).
+    """
+    from gis.stairwells import import_stairwell_counts
+
+    try:
+        engine = make_engine(ready_url(), pool_size=1)
+        try:
+            with engine.begin() as connection:
+                report = import_stairwell_counts(connection, path, strict=strict)
+        finally:
+            engine.dispose()
+    except (WanggeError, SQLAlchemyError) as exc:
+        console.print(f"[red]import failed, database unchanged:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for problem in report.rejected:
+        console.print(f"  rejected {problem}")
+    console.print(
+        f"{path}: {report.rows} row(s) read, {report.stored} stairwell(s) stored for "
+        f"{report.buildings} building(s), {report.replaced_estimates} estimate(s) replaced"
+    )
+    if report.rejected:
+        kept = "nothing stored (--strict)" if strict else "the valid rows are stored"
+        console.print(f"[yellow]{len(report.rejected)} problem(s)[/yellow]; {kept}")
+        raise typer.Exit(1)
 
 
 def main() -> None:
