@@ -1,0 +1,154 @@
+"""Bulk upserts of gis.loader against real PostGIS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import geopandas as gpd
+import pytest
+import shapely
+from sqlalchemy import Connection, Engine, text
+
+from gis.errors import InputError
+from gis.loader import load_buildings, load_facilities, load_streets, record_import
+
+UTM50N = 32650
+X0, Y0 = 440_000.0, 4_417_000.0  # Haidian, Beijing, in UTM 50N metres
+
+
+def _buildings(count: int = 3, *, side: float = 100.0, **columns: Any) -> Any:
+    boxes = [shapely.box(X0 + i * 200, Y0, X0 + i * 200 + side, Y0 + side) for i in range(count)]
+    frame = gpd.GeoDataFrame(
+        {"source_id": [f"w{i}" for i in range(count)], **columns}, geometry=boxes, crs=UTM50N
+    )
+    return frame.to_crs(4326)
+
+
+def _streets(parts: int) -> Any:
+    lines = [shapely.LineString([(X0, Y0 + i * 50), (X0 + 100, Y0 + i * 50)]) for i in range(parts)]
+    frame = gpd.GeoDataFrame(
+        {"source_id": ["w9"] * parts, "part": list(range(parts)), "highway": ["footway"] * parts},
+        geometry=lines,
+        crs=UTM50N,
+    )
+    return frame.to_crs(4326)
+
+
+def _one(connection: Connection, sql: str, **params: Any) -> Any:
+    return connection.execute(text(sql), params).one()
+
+
+def test_building_area_is_square_metres(connection: Connection) -> None:
+    load_buildings(connection, _buildings(1, side=100.0), source="t")
+    (area,) = _one(connection, "SELECT area_m2 FROM building WHERE source = 't'")
+    assert area == pytest.approx(10_000, rel=0.005)
+
+
+def test_polygon_is_stored_as_multipolygon_in_wgs84(connection: Connection) -> None:
+    load_buildings(connection, _buildings(1), source="t")
+    kind, srid = _one(
+        connection, "SELECT GeometryType(footprint), ST_SRID(footprint) FROM building"
+    )
+    assert (kind, srid) == ("MULTIPOLYGON", 4326)
+
+
+def test_first_load_inserts_every_row(connection: Connection) -> None:
+    result = load_buildings(connection, _buildings(3), source="t")
+    assert (result.inserted, result.updated, result.unchanged) == (3, 0, 0)
+
+
+def test_reloading_the_same_rows_changes_nothing(connection: Connection) -> None:
+    load_buildings(connection, _buildings(3), source="t")
+    result = load_buildings(connection, _buildings(3), source="t")
+    (count,) = _one(connection, "SELECT count(*) FROM building WHERE source = 't'")
+    assert (result.inserted, result.updated, result.unchanged, count) == (0, 0, 3, 3)
+
+
+def test_changed_geometry_updates_the_row_and_its_area(connection: Connection) -> None:
+    load_buildings(connection, _buildings(2, side=100.0), source="t")
+    result = load_buildings(connection, _buildings(2, side=50.0), source="t")
+    areas = connection.execute(text("SELECT area_m2 FROM building WHERE source = 't'")).scalars()
+    assert result.updated == 2
+    assert list(areas) == pytest.approx([2500, 2500], rel=0.005)
+
+
+def test_same_source_id_under_another_source_is_another_row(connection: Connection) -> None:
+    load_buildings(connection, _buildings(2), source="a")
+    load_buildings(connection, _buildings(2), source="b")
+    (count,) = _one(connection, "SELECT count(*) FROM building WHERE source IN ('a', 'b')")
+    assert count == 4
+
+
+def test_duplicate_source_ids_in_one_frame_keep_the_last(connection: Connection) -> None:
+    frame = _buildings(2, name=["first", "second"]).assign(source_id=["w1", "w1"])
+    load_buildings(connection, frame, source="t")
+    names = connection.execute(text("SELECT name FROM building WHERE source = 't'")).scalars()
+    assert list(names) == ["second"]
+
+
+def test_levels_tags_and_repaired_are_stored(connection: Connection) -> None:
+    frame = _buildings(1, levels=[6], repaired=[True], tags=[{"building": "apartments"}])
+    load_buildings(connection, frame, source="t")
+    row = _one(connection, "SELECT levels, repaired, tags FROM building WHERE source = 't'")
+    assert tuple(row) == (6, True, {"building": "apartments"})
+
+
+def test_frame_not_in_wgs84_is_refused(connection: Connection) -> None:
+    frame = _buildings(1).to_crs(UTM50N)
+    with pytest.raises(InputError, match="EPSG:4326"):
+        load_buildings(connection, frame, source="t")
+
+
+def test_frame_with_missing_geometry_is_refused(connection: Connection) -> None:
+    frame = _buildings(2)
+    frame.loc[1, "geometry"] = None
+    with pytest.raises(InputError, match="w1"):
+        load_buildings(connection, frame, source="t")
+
+
+def test_load_is_not_committed(connection: Connection, engine: Engine) -> None:
+    load_buildings(connection, _buildings(2), source="t-uncommitted")
+    with engine.connect() as other:
+        (count,) = _one(other, "SELECT count(*) FROM building WHERE source = 't-uncommitted'")
+    assert count == 0
+
+
+def test_street_length_is_metres(connection: Connection) -> None:
+    load_streets(connection, _streets(1), source="t")
+    (length,) = _one(connection, "SELECT length_m FROM street_segment WHERE source = 't'")
+    assert length == pytest.approx(100.0, rel=0.005)
+
+
+def test_street_parts_beyond_the_new_last_part_are_removed(connection: Connection) -> None:
+    load_streets(connection, _streets(3), source="t")
+    load_streets(connection, _streets(2), source="t")
+    parts = connection.execute(
+        text("SELECT part FROM street_segment WHERE source = 't' ORDER BY part")
+    ).scalars()
+    assert list(parts) == [0, 1]
+
+
+def test_facility_capacity_read_from_beds_tag(connection: Connection) -> None:
+    frame = gpd.GeoDataFrame(
+        {
+            "source_id": ["n1", "n2"],
+            "type": ["nursing_home", "nursing_home"],
+            "tags": [{"beds": "120"}, {"beds": "about 50"}],
+        },
+        geometry=[shapely.Point(116.3, 39.9), shapely.Point(116.31, 39.9)],
+        crs=4326,
+    )
+    load_facilities(connection, frame, source="t")
+    capacities = connection.execute(
+        text("SELECT capacity FROM facility WHERE source = 't' ORDER BY source_id")
+    ).scalars()
+    assert list(capacities) == [120, None]
+
+
+def test_import_run_records_counts_and_rejected(connection: Connection) -> None:
+    rejected = [{"layer": "buildings", "source_id": "w7", "reason": "missing geometry"}]
+    run_id = record_import(
+        connection, kind="osm", path="x.geojson", counts={"buildings": 1}, rejected=rejected
+    )
+    row = _one(connection, "SELECT kind, counts, rejected FROM import_run WHERE id = :i", i=run_id)
+    assert tuple(row) == ("osm", {"buildings": 1}, rejected)
