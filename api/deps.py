@@ -25,7 +25,7 @@ class Principal:
 ANONYMOUS = Principal("anonymous")
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """Return the principal of ``request``.
 
     Applied to every route of the app (``FastAPI(dependencies=...)``): access control is added
@@ -34,20 +34,25 @@ def get_principal(request: Request) -> Principal:
     return ANONYMOUS
 
 
-def get_api_settings(request: Request) -> ApiSettings:
+async def get_api_settings(request: Request) -> ApiSettings:
     """Return the API settings the app was created with."""
     settings: ApiSettings = request.app.state.settings.api
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """Return the engine opened by the app's lifespan."""
     engine: Engine = request.app.state.engine
     return engine
 
 
 def get_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
-    """Yield a pooled connection; driver errors meaning 'no database' become a 503."""
+    """Yield a pooled connection; driver errors meaning 'no database' become a 503.
+
+    Synchronous (FastAPI runs it in the thread pool): checking a connection out may block.
+    The dependencies above are ``async`` because they never block, which spares each request
+    the thread hops.
+    """
     with translate_errors(), engine.connect() as connection:
         yield connection
 
