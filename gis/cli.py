@@ -125,7 +125,7 @@ def import_osm(
 
     from gis.loader import store_layers
     from gis.osm import OsmLayers, load_facility_mapping, read_source
-    from gis.stairwells import estimate_stairwells
+    from gis.stairwells import building_ids_for, estimate_stairwells
 
     try:
         facility_mapping = load_facility_mapping(mapping)
@@ -154,7 +154,10 @@ def import_osm(
                         summaries.append(store_layers(connection, layers, source=source))
                         progress.update(task, description=f"stored {layers.path}")
                     progress.add_task("estimating stairwells")
-                    estimate = estimate_stairwells(connection)
+                    imported = [i for layers in read for i in layers.buildings["source_id"]]
+                    estimate = estimate_stairwells(
+                        connection, building_ids=building_ids_for(connection, source, imported)
+                    )
             finally:
                 engine.dispose()
     except (WanggeError, SQLAlchemyError) as exc:

@@ -1,3 +1,5 @@
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -5,8 +7,10 @@ import numpy as np
 import pytest
 import shapely
 from shapely import affinity
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+from typer.testing import CliRunner
 
+from gis.cli import app
 from gis.crs import project_geometries, utm_epsg
 from gis.errors import InputError
 from gis.settings import EstimateSettings
@@ -16,6 +20,7 @@ from gis.stairwells import (
     import_stairwell_counts,
     is_residential,
 )
+from tests.conftest import DATA
 
 # Haidian, Beijing (UTM 50N); Helsinki centre (UTM 35N).
 BEIJING = (116.35, 39.98)
@@ -516,3 +521,113 @@ def test_building_ids_for_a_source_ignore_unknown_ids(connection: Connection) ->
     b = add_building(connection, "w2", slab(20, 10, y=30))
     add_building(connection, "w1", slab(20, 10, y=60), source="other")
     assert building_ids_for(connection, "osm", ["w2", "w1", "w404"]) == sorted([a, b])
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def committed_slab(engine: Engine) -> Iterator[tuple[str, int]]:
+    """A committed estimated building of a private source, deleted with its stairwells after."""
+    source = f"test-stairwells-{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        b = add_building(conn, "w1", slab(42, 12), source=source)
+        estimate_stairwells(conn, building_ids=[b], settings=SETTINGS)
+    yield source, b
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM building WHERE source = :s"), {"s": source})
+
+
+def _run_cli(database_url: str, *args: str) -> Any:
+    return CliRunner().invoke(
+        app, ["import", "stairwells", *args], env={"WANGGE_DATABASE_URL": database_url}
+    )
+
+
+def test_cli_exit_0_and_counts_committed(
+    database_url: str, engine: Engine, committed_slab: tuple[str, int], tmp_path: Path
+) -> None:
+    source, b = committed_slab
+    path = write_csv(
+        tmp_path, f"building,unit,households,residents,elderly\n{source}:w1,1,12,30,6\n"
+    )
+    result = _run_cli(database_url, str(path))
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        assert [(r.unit_no, r.residents, r.estimated) for r in stairwells(conn, b)] == [
+            (1, 30, False)
+        ]
+
+
+def test_cli_exit_1_lists_rejected_rows_and_stores_the_valid_ones(
+    database_url: str, engine: Engine, committed_slab: tuple[str, int], tmp_path: Path
+) -> None:
+    source, b = committed_slab
+    path = write_csv(
+        tmp_path,
+        f"building,unit,households,residents,elderly\n{source}:w1,1,12,30,6\n{source}:w1,2,1,1,3\n",
+    )
+    result = _run_cli(database_url, str(path))
+    assert result.exit_code == 1
+    assert "row 3, elderly" in " ".join(result.output.split())
+    with engine.connect() as conn:
+        assert [r.unit_no for r in stairwells(conn, b)] == [1]
+
+
+def test_cli_strict_exit_1_stores_nothing(
+    database_url: str, engine: Engine, committed_slab: tuple[str, int], tmp_path: Path
+) -> None:
+    source, b = committed_slab
+    path = write_csv(
+        tmp_path,
+        f"building,unit,households,residents,elderly\n{source}:w1,1,12,30,6\nosm:w0,2,1,1,0\n",
+    )
+    result = _run_cli(database_url, str(path), "--strict")
+    assert result.exit_code == 1
+    with engine.connect() as conn:
+        assert {r.estimated for r in stairwells(conn, b)} == {True}
+
+
+def test_cli_exit_2_when_the_file_cannot_be_read(database_url: str, tmp_path: Path) -> None:
+    result = _run_cli(database_url, str(tmp_path / "absent.csv"))
+    assert result.exit_code == 2
+    assert "no such file" in " ".join(result.output.split())  # rich wraps long lines
+
+
+@pytest.fixture
+def osm_source(engine: Engine) -> Iterator[str]:
+    """A private source name for `wangge import osm`; its committed rows are deleted after."""
+    source = f"test-stairwells-osm-{uuid.uuid4().hex[:8]}"
+    with engine.connect() as conn:
+        last_run = conn.execute(text("SELECT coalesce(max(id), 0) FROM import_run")).scalar_one()
+    yield source
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM import_run WHERE id > :id"), {"id": last_run})
+        for table in ("building", "street_segment", "facility"):
+            conn.execute(text(f"DELETE FROM {table} WHERE source = :s"), {"s": source})
+
+
+def test_import_osm_estimates_the_stairwells_of_the_imported_buildings(
+    database_url: str, engine: Engine, osm_source: str, committed_slab: tuple[str, int]
+) -> None:
+    _, other = committed_slab
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM stairwell WHERE building_id = :b"), {"b": other})
+    haidian = DATA / "beijing_haidian_xueyuanlu" / "raw" / "source_map.osm.pbf"
+    result = CliRunner().invoke(
+        app,
+        ["import", "osm", str(haidian), "--source", osm_source],
+        env={"WANGGE_DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        estimated = conn.execute(
+            text(
+                "SELECT count(*) FROM stairwell s JOIN building b ON b.id = s.building_id"
+                " WHERE b.source = :s AND s.estimated"
+            ),
+            {"s": osm_source},
+        ).scalar_one()
+        assert stairwells(conn, other) == []  # another source's building is left alone
+    assert estimated > 0
+    assert f"{estimated} stairwells" in " ".join(result.output.split())
