@@ -182,13 +182,14 @@ def import_osm(
 def import_stairwells(
     path: Annotated[
         Path,
-        typer.Argument(
-            help="CSV: building, unit, households, residents, elderly[, lon, lat] (WGS84)."
-        ),
+        typer.Argument(help="CSV: building, unit, households, residents, elderly[, lon, lat]."),
     ],
     strict: Annotated[
         bool, typer.Option("--strict", help="Store nothing if any row is rejected.")
     ] = False,
+    crs: Annotated[
+        str, typer.Option(help="Coordinate system of lon/lat: wgs84, gcj02 (Amap) or bd09.")
+    ] = "wgs84",
 ) -> None:
     """Load real per-stairwell counts; they replace the estimated stairwells of their buildings.
 
@@ -201,7 +202,7 @@ def import_stairwells(
         engine = make_engine(ready_url(), pool_size=1)
         try:
             with engine.begin() as connection:
-                report = import_stairwell_counts(connection, path, strict=strict)
+                report = import_stairwell_counts(connection, path, strict=strict, crs=crs)
         finally:
             engine.dispose()
     except (WanggeError, SQLAlchemyError) as exc:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import shapely
 from sqlalchemy import Connection, text
 
+from gis.coords import CoordinateSystem, parse_crs, to_wgs84
 from gis.crs import WGS84, project_geometries, utm_zones
 from gis.errors import InputError
 from gis.settings import EstimateSettings
@@ -664,6 +665,46 @@ def _reject_duplicates(rows: list[_Row]) -> None:
                 row.reject("unit", f"building and unit repeated in row {others}")
 
 
+def _check_entrances(
+    connection: Connection, rows: list[_Row], crs: CoordinateSystem, max_offset_m: float
+) -> None:
+    """Convert given entrances to WGS84 and reject those far from their building (one query).
+
+    An entrance kilometres away, or a few hundred metres off in China, is the sign of swapped
+    columns or of GCJ-02/BD-09 coordinates read as WGS84.
+    """
+    located = [r for r in rows if r.lon is not None and r.lat is not None]
+    if not located:
+        return
+    lon, lat = to_wgs84(np.array([r.lon for r in located]), np.array([r.lat for r in located]), crs)
+    for row, x, y in zip(located, lon.tolist(), lat.tolist(), strict=True):
+        row.lon, row.lat = x, y
+    placed = [r for r in located if r.building_id is not None]
+    if not placed:
+        return
+    offsets = connection.execute(
+        text(
+            "SELECT n.k, ST_Distance(b.footprint::geography, ST_Point(n.x, n.y, 4326)::geography)"
+            " FROM unnest(CAST(:k AS integer[]), CAST(:b AS integer[]), CAST(:x AS float8[]),"
+            " CAST(:y AS float8[])) AS n(k, b, x, y) JOIN building b ON b.id = n.b"
+        ),
+        {
+            "k": list(range(len(placed))),
+            "b": [r.building_id for r in placed],
+            "x": [r.lon for r in placed],
+            "y": [r.lat for r in placed],
+        },
+    )
+    for k, offset in offsets:
+        if offset > max_offset_m:
+            row = placed[int(k)]
+            row.reject(
+                "lon",
+                f"entrance {offset:,.0f} m from building {row.building!r} (limit "
+                f"{max_offset_m:g} m): swapped lon/lat, or coordinates not in {crs.value}?",
+            )
+
+
 _SELECT_PLACEMENT = """
 SELECT b.id, ST_AsBinary(b.footprint) AS wkb,
        (SELECT max(s.unit_no) FROM stairwell s
@@ -771,7 +812,12 @@ def _place_missing(
 
 
 def import_stairwell_counts(
-    connection: Connection, path: str | Path, *, strict: bool = False
+    connection: Connection,
+    path: str | Path,
+    *,
+    strict: bool = False,
+    crs: str | CoordinateSystem = CoordinateSystem.WGS84,
+    max_offset_m: float = 50.0,
 ) -> CsvReport:
     """Load real per-stairwell counts from a CSV file; they replace the building's estimate.
 
@@ -779,8 +825,9 @@ def import_stairwell_counts(
     ``building`` (``source:source_id`` such as ``osm:w123``, a building id, or a unique building
     name or number such as ``12号楼``), ``unit`` (integer ≥ 1), ``households``, ``residents``,
     ``elderly`` (integers ≥ 0, elderly ≤ residents), and optionally ``lon`` and ``lat`` of the
-    entrance in WGS84 degrees. Without lon/lat the entrance of an existing stairwell of the same
-    building and unit is kept, else it is placed where the estimate would put it.
+    entrance in degrees of ``crs``, converted to WGS84 and rejected when farther than
+    ``max_offset_m`` from the building. Without lon/lat the entrance of an existing stairwell
+    of the same building and unit is kept, else it is placed where the estimate would put it.
 
     Rows stored become ``estimated = false``, ``source = 'csv'``; every estimated stairwell of
     their buildings is replaced (deleted unless the file gives the same unit). A re-import
@@ -797,6 +844,10 @@ def import_stairwell_counts(
         The CSV file.
     strict : bool, default False
         Store nothing unless every row is valid.
+    crs : {"wgs84", "gcj02", "bd09"}, default "wgs84"
+        Coordinate system of ``lon``/``lat`` (GCJ-02 for Amap/Tencent/WeChat, BD-09 for Baidu).
+    max_offset_m : float, default 50
+        Largest accepted distance in metres between a given entrance and its footprint.
 
     Returns
     -------
@@ -806,13 +857,16 @@ def import_stairwell_counts(
     Raises
     ------
     InputError
-        If the file is missing, empty, not UTF-8 or not CSV (field: the path).
+        If the file is missing, empty, not UTF-8 or not CSV (field: the path), or ``crs`` is
+        unknown (field ``crs``).
     """
+    system = parse_crs(crs)
     path = Path(path)
     report = CsvReport(path=str(path), strict=strict)
     rows = _read_rows(path, report)
     _resolve_buildings(connection, rows)
     _reject_duplicates(rows)
+    _check_entrances(connection, rows, system, max_offset_m)
     for row in rows:
         report.rejected.extend(row.errors)
     report.rejected.sort(key=lambda e: (e.row, e.column))

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, text
 from typer.testing import CliRunner
 
 from gis.cli import app
+from gis.coords import wgs84_to_gcj02
 from gis.crs import project_geometries, utm_epsg
 from gis.errors import InputError
 from gis.settings import EstimateSettings
@@ -631,3 +632,72 @@ def test_import_osm_estimates_the_stairwells_of_the_imported_buildings(
         assert stairwells(conn, other) == []  # another source's building is left alone
     assert estimated > 0
     assert f"{estimated} stairwells" in " ".join(result.output.split())
+
+
+def test_an_entrance_far_from_its_building_is_rejected(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly,lon,lat\nosm:w100,1,1,1,0,116.36,39.98\n",
+    )
+    report = import_stairwell_counts(connection, path)
+    assert [(e.row, e.column) for e in report.rejected] == [(2, "lon")]
+    assert "m from building" in report.rejected[0].reason
+
+
+def test_gcj02_entrances_are_converted_to_wgs84(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    lon, lat = connection.execute(
+        text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(footprint) AS p"
+            " FROM building WHERE id = :b) q"
+        ),
+        {"b": estimated_slab},
+    ).one()
+    gcj_lon, gcj_lat = wgs84_to_gcj02(lon, lat)
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly,lon,lat\n"
+        f"osm:w100,1,1,1,0,{gcj_lon:.9f},{gcj_lat:.9f}\n",
+    )
+    assert not import_stairwell_counts(connection, path, crs="wgs84").ok  # ≈ 500 m off
+    report = import_stairwell_counts(connection, path, crs="gcj02")
+    assert report.ok
+    (row,) = stairwells(connection, estimated_slab)
+    assert (row.lon, row.lat) == pytest.approx((lon, lat), abs=1e-7)
+
+
+def test_an_unknown_coordinate_system_is_refused(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, "building,unit,households,residents,elderly\nosm:w100,1,1,1,0\n")
+    with pytest.raises(InputError) as info:
+        import_stairwell_counts(connection, path, crs="mars")
+    assert info.value.field == "crs"
+
+
+def test_cli_crs_option_converts_gcj02_entrances(
+    database_url: str, engine: Engine, committed_slab: tuple[str, int], tmp_path: Path
+) -> None:
+    source, b = committed_slab
+    with engine.connect() as conn:
+        lon, lat = conn.execute(
+            text(
+                "SELECT ST_X(entrance), ST_Y(entrance) FROM stairwell WHERE building_id = :b"
+                " AND unit_no = 1"
+            ),
+            {"b": b},
+        ).one()
+    gcj_lon, gcj_lat = wgs84_to_gcj02(lon, lat)
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly,lon,lat\n"
+        f"{source}:w1,1,12,30,6,{gcj_lon:.9f},{gcj_lat:.9f}\n",
+    )
+    result = _run_cli(database_url, str(path), "--crs", "gcj02")
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        (row,) = stairwells(conn, b)
+    assert (row.lon, row.lat) == pytest.approx((lon, lat), abs=1e-7)
