@@ -42,6 +42,7 @@ class _LayerLoader(MacroElement):
     var overlays = {};
     specs.forEach(function (spec) {
         spec.token = 0;
+        spec.note = "";
         spec.layer = L.geoJSON(null, {
             style: function () { return spec.style; },
             pointToLayer: function (feature, latlng) {
@@ -58,6 +59,18 @@ class _LayerLoader(MacroElement):
         overlays[spec.title] = spec.layer;
     });
     L.control.layers(null, overlays, {collapsed: false}).addTo(map);
+    // One line per layer: how many features are drawn, or why none are.
+    var status = L.control({position: "bottomright"});
+    status.onAdd = function () {
+        this.div = L.DomUtil.create("div", "leaflet-control-attribution wangge-status");
+        return this.div;
+    };
+    status.addTo(map);
+    function showStatus() {
+        status.div.innerHTML = specs.map(function (spec) {
+            return escapeHtml(spec.title + ": " + spec.note);
+        }).join("<br>");
+    }
     function clamp(value, low, high) { return Math.min(high, Math.max(low, value)); }
     function refresh() {
         var b = map.getBounds();
@@ -69,18 +82,27 @@ class _LayerLoader(MacroElement):
             var token = ++spec.token;
             if (!map.hasLayer(spec.layer) || map.getZoom() < spec.min_zoom) {
                 spec.layer.clearLayers();
+                spec.note = map.hasLayer(spec.layer) ? "zoom in to " + spec.min_zoom : "hidden";
+                showStatus();
                 return;
             }
             fetch(spec.url + "?bbox=" + bbox + "&limit=" + limit)
                 .then(function (r) { return r.ok ? r.json() : null; })
                 .then(function (collection) {
-                    if (!collection || token !== spec.token) { return; }
+                    if (token !== spec.token) { return; }
                     spec.layer.clearLayers();
-                    spec.layer.addData(collection);
+                    if (!collection) {
+                        spec.note = "not available";
+                    } else {
+                        spec.layer.addData(collection);
+                        spec.note = collection.numberReturned +
+                            (collection.truncated ? " shown, zoom in for all" : "");
+                    }
+                    showStatus();
                 });
         });
     }
-    map.on("moveend overlayadd", refresh);
+    map.on("moveend overlayadd overlayremove", refresh);
     refresh();
 })();
 {% endmacro %}

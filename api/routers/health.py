@@ -16,6 +16,7 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/healthz",
     response_model=Health,
+    response_model_exclude_none=True,
     responses={503: {"model": Health, "description": "PostGIS cannot be reached."}},
 )
 def healthz(engine: EngineDep) -> Health | JSONResponse:
