@@ -15,9 +15,11 @@ build time every bucket that any cell boundary passes through (with a small safe
 marked *mixed*; the remaining buckets form connected regions that no boundary crosses, so every
 point of such a region is covered by the same cells, and one exact test per region fixes its
 answer. At query time a point's bucket is found with integer arithmetic; only points in mixed
-buckets (typically a fifth) go to the exact path: STRtree bounding-box candidates, then
-``shapely.intersects_xy`` (equal to ``covers`` for a point) on prepared polygons, vectorised,
-and the tie rule. The result is exactly what a per-point ``covers`` test gives.
+buckets (typically a fifth) go to the exact path: the cells whose bounding box meets the point's
+tile (4 x 4 buckets, listed in id order at build time) are filtered by bounding box, then tested
+with ``shapely.intersects_xy`` (equal to ``covers`` for a point) on prepared polygons, vectorised;
+the first covering cell in id order wins. The result is exactly what a per-point ``covers`` test
+gives, whatever the raster resolution.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ FloatArray = npt.NDArray[np.float64]
 # Bucket margin in bucket widths: far above float rounding, far below a bucket.
 _EPS = 1e-6
 _MIXED = -2
+# Side of a candidate tile, in buckets.
+_TILE = 4
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,10 @@ class CellIndex:
         self._rank[self._order] = np.arange(n, dtype=np.int64)
         self._geoms = geoms
         shapely.prepare(geoms)
-        self._tree = shapely.STRtree(geoms)
         bounds = shapely.bounds(geoms)
+        self._bx0, self._by0, self._bx1, self._by1 = (
+            np.ascontiguousarray(bounds[:, k]) for k in range(4)
+        )
         self._extent = (
             float(bounds[:, 0].min()),
             float(bounds[:, 1].min()),
@@ -214,6 +220,7 @@ class CellIndex:
         nx = max(math.ceil(span_x / dx), 1)
         ny = max(math.ceil(span_y / dy), 1)
         self._x0, self._y0, self._dx, self._dy, self._nx, self._ny = x0, y0, dx, dy, nx, ny
+        self._build_tiles()
 
         mixed = np.zeros((ny, nx), dtype=bool)
         parts = shapely.get_parts(self._geoms)
@@ -239,16 +246,16 @@ class CellIndex:
         pv0 = va[seg] + dv * (k / total)
         pu1 = ua[seg] + du * ((k + 1.0) / total)
         pv1 = va[seg] + dv * ((k + 1.0) / total)
-        i_lo = np.floor(np.minimum(pu0, pu1) - _EPS).astype(np.int64)
-        i_hi = np.floor(np.maximum(pu0, pu1) + _EPS).astype(np.int64)
-        j_lo = np.floor(np.minimum(pv0, pv1) - _EPS).astype(np.int64)
-        j_hi = np.floor(np.maximum(pv0, pv1) + _EPS).astype(np.int64)
-        for a in range(3):
-            for b in range(3):
-                i = i_lo + a
-                j = j_lo + b
-                keep = (i <= i_hi) & (j <= j_hi) & (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
-                mixed[j[keep], i[keep]] = True
+        i_lo = np.clip(np.floor(np.minimum(pu0, pu1) - _EPS), 0, nx - 1).astype(np.int64)
+        i_hi = np.clip(np.floor(np.maximum(pu0, pu1) + _EPS), 0, nx - 1).astype(np.int64)
+        j_lo = np.clip(np.floor(np.minimum(pv0, pv1) - _EPS), 0, ny - 1).astype(np.int64)
+        j_hi = np.clip(np.floor(np.maximum(pv0, pv1) + _EPS), 0, ny - 1).astype(np.int64)
+        wide = i_hi - i_lo + 1
+        marks = wide * (j_hi - j_lo + 1)
+        piece = np.repeat(np.arange(marks.size), marks)
+        local = np.arange(piece.size) - np.repeat(np.cumsum(marks) - marks, marks)
+        wide_p = wide[piece]
+        mixed.ravel()[(j_lo[piece] + local // wide_p) * nx + i_lo[piece] + local % wide_p] = True
 
         labels, count_regions = ndimage.label(~mixed)
         flat = labels.ravel()
@@ -261,13 +268,40 @@ class CellIndex:
             region_ids, first = np.unique(flat, return_index=True)
             free = region_ids > 0
             region_ids, first = region_ids[free], first[free]
-        cx = x0 + (first % nx + 0.5) * dx
-        cy = y0 + (first // nx + 0.5) * dy
+        ix, iy = first % nx, first // nx
         region_cell = np.full(count_regions + 1, _MIXED, dtype=np.int64)
         region_cell[region_ids] = self._assign_exact(
-            np.asarray(cx, np.float64), np.asarray(cy, np.float64)
+            np.asarray(x0 + (ix + 0.5) * dx, np.float64),
+            np.asarray(y0 + (iy + 0.5) * dy, np.float64),
+            self._tile_of(ix, iy),
         )
         self._bucket_cell = region_cell[flat].astype(np.int32)
+
+    def _build_tiles(self) -> None:
+        """Candidate cells per tile of _TILE x _TILE buckets: cells whose bbox meets the tile."""
+        side_x = _TILE * self._dx
+        side_y = _TILE * self._dy
+        self._tiles_x = math.ceil(self._nx / _TILE)
+        tiles_y = math.ceil(self._ny / _TILE)
+        # Tile ranges of each cell's bbox, widened by the margin so rounding never loses one.
+        i_lo = np.clip(np.floor((self._bx0 - self._x0) / side_x - _EPS), 0, self._tiles_x - 1)
+        i_hi = np.clip(np.floor((self._bx1 - self._x0) / side_x + _EPS), 0, self._tiles_x - 1)
+        j_lo = np.clip(np.floor((self._by0 - self._y0) / side_y - _EPS), 0, tiles_y - 1)
+        j_hi = np.clip(np.floor((self._by1 - self._y0) / side_y + _EPS), 0, tiles_y - 1)
+        i_lo, i_hi, j_lo, j_hi = (a.astype(np.int64) for a in (i_lo, i_hi, j_lo, j_hi))
+        wide = i_hi - i_lo + 1
+        count = wide * (j_hi - j_lo + 1)
+        cell = np.repeat(np.arange(count.size), count)
+        local = np.arange(cell.size) - np.repeat(np.cumsum(count) - count, count)
+        tile = (j_lo[cell] + local // wide[cell]) * self._tiles_x + i_lo[cell] + local % wide[cell]
+        # Within a tile, candidates in id order: the first covering one is the answer.
+        order = np.lexsort((self._rank[cell], tile))
+        self._tile_cells = cell[order]
+        per_tile = np.bincount(tile, minlength=self._tiles_x * tiles_y)
+        self._tile_ptr = np.concatenate(([0], np.cumsum(per_tile))).astype(np.int64)
+
+    def _tile_of(self, ix: IntArray, iy: IntArray) -> IntArray:
+        return np.asarray((iy // _TILE) * self._tiles_x + ix // _TILE, dtype=np.int64)
 
     def _build_metric(self) -> None:
         x0, y0, x1, y1 = self._extent
@@ -280,15 +314,28 @@ class CellIndex:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def _assign_exact(self, x: FloatArray, y: FloatArray) -> IntArray:
-        """Covers test on bounding-box candidates with the lowest-id tie rule."""
-        n = len(self)
-        point_idx, cell_idx = self._tree.query(shapely.points(x, y))
-        hit = shapely.intersects_xy(self._geoms[cell_idx], x[point_idx], y[point_idx])
-        best = np.full(x.size, n, dtype=np.int64)
-        np.minimum.at(best, point_idx[hit], self._rank[cell_idx[hit]])
-        order = np.append(self._order, -1)
-        return order[best]
+    def _assign_exact(self, x: FloatArray, y: FloatArray, tile: IntArray) -> IntArray:
+        """Covers test on the tile's bbox candidates, in id order: the first hit wins."""
+        start = self._tile_ptr[tile]
+        count = self._tile_ptr[tile + 1] - start
+        point = np.repeat(np.arange(x.size), count)
+        local = np.arange(point.size) - np.repeat(np.cumsum(count) - count, count)
+        cell = self._tile_cells[np.repeat(start, count) + local]
+        px, py = x[point], y[point]
+        near = (
+            (px >= self._bx0[cell])
+            & (px <= self._bx1[cell])
+            & (py >= self._by0[cell])
+            & (py <= self._by1[cell])
+        )
+        point, cell = point[near], cell[near]
+        hit = shapely.intersects_xy(self._geoms[cell], px[near], py[near])
+        point, cell = point[hit], cell[hit]
+        first = np.ones(point.size, dtype=bool)
+        first[1:] = point[1:] != point[:-1]
+        result = np.full(x.size, -1, dtype=np.int64)
+        result[point[first]] = cell[first]
+        return result
 
     def assign(
         self,
@@ -330,7 +377,9 @@ class CellIndex:
         cells = self._bucket_cell[iy * self._nx + ix].astype(np.int64)
         mixed = np.flatnonzero(cells == _MIXED)
         if mixed.size:
-            cells[mixed] = self._assign_exact(xi[mixed], yi[mixed])
+            cells[mixed] = self._assign_exact(
+                xi[mixed], yi[mixed], self._tile_of(ix[mixed], iy[mixed])
+            )
         result[where] = cells
         return result
 
