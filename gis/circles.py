@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -172,35 +173,43 @@ def coverage(
     limit = max(t.distance_m for t in thr)
     nearest_limit = settings.nearest_limit_m or limit
     levels = np.array([t.distance_m for t in thr])
+    code = np.full(kinds.shape[0], -1, dtype=np.int64)
+    for j, kind in enumerate(wanted):
+        code[kinds == kind] = j
+    counts = _counts(network, o_snap, f_snap, code, len(wanted), levels, limit, settings)
+    fac_index = facilities.index
     pieces = []
-    for kind in wanted:
-        sel = kinds == kind
-        fs = f_snap.loc[sel]
-        dist, nearest = _nearest(network, o_snap, fs, nearest_limit)
-        counts = _counts(network, o_snap, fs, levels, limit, settings)
+    for j, kind in enumerate(wanted):
+        sel = np.flatnonzero(code == j)
+        dist, nearest = _nearest(network, o_snap, f_snap.iloc[sel], nearest_limit)
         piece = pd.DataFrame(
             {
                 "origin": o_snap.index,
                 "type": kind,
                 "distance_m": np.where(np.isfinite(dist), dist, np.nan),
-                "facility": _ids(facilities.index.to_numpy(dtype=object)[sel], nearest),
+                "facility": _ids(fac_index[sel], nearest),
                 "method": NETWORK,
                 "snap_m": o_snap["snap_m"].to_numpy(),
                 "too_far": o_snap["too_far"].to_numpy(),
             }
         )
-        for j, t in enumerate(thr):
-            piece[t.column] = counts[:, j]
+        for k, t in enumerate(thr):
+            piece[t.column] = counts[j, :, k]
         pieces.append(piece)
     table = pd.concat(pieces, ignore_index=True) if pieces else _empty(thr)
     table.attrs["far_facilities"] = f_snap.index[f_snap["too_far"].astype(bool)].tolist()
     return table
 
 
-def _ids(ids: NDArray[np.object_], pos: NDArray[np.int64]) -> NDArray[np.object_]:
-    out = np.full(pos.shape[0], None, dtype=object)
+def _ids(ids: pd.Index, pos: NDArray[np.int64]) -> Any:
+    """Index values at ``pos``, missing where ``pos`` is -1 (nullable for integer ids)."""
     ok = pos >= 0
-    out[ok] = ids[pos[ok]]
+    if pd.api.types.is_integer_dtype(ids.dtype):
+        values = np.zeros(pos.shape[0], dtype=np.int64)
+        values[ok] = ids.to_numpy()[pos[ok]]
+        return pd.arrays.IntegerArray(values, ~ok)
+    out = np.full(pos.shape[0], None, dtype=object)
+    out[ok] = ids.to_numpy(dtype=object)[pos[ok]]
     return out
 
 
@@ -294,26 +303,31 @@ def _counts(
     network: WalkNetwork,
     o: pd.DataFrame,
     f: pd.DataFrame,
+    code: NDArray[np.int64],
+    n_types: int,
     levels: NDArray[np.float64],
     limit: float,
     settings: CircleSettings,
-) -> NDArray[np.int64]:
-    """Count the facilities within each level distance of every origin.
+) -> NDArray[np.int32]:
+    """Count the facilities of each type within each level distance of every origin.
 
-    Facilities are taken tile by tile. A walk of at most ``limit`` metres never leaves the
-    disc of that radius around its start, so the Dijkstra of a tile's facilities runs on
-    the nodes of the tile and its neighbours within ``limit`` only: exact, and small.
+    Returns an array ``(n_types, n_origins, n_levels)``. Facilities (rows of ``f`` whose
+    ``code`` is a type number; -1 is ignored) are taken tile by tile. A walk of at most
+    ``limit`` metres never leaves the disc of that radius around its start, so the bounded
+    Dijkstra of a tile's facilities runs on the nodes of the tile and of its neighbours
+    within ``limit`` only: exact, and small.
     """
     n_o = len(o)
-    counts = np.zeros((n_o, levels.shape[0]), dtype=np.int64)
-    if len(f) == 0 or n_o == 0:
+    counts = np.zeros((n_types, n_o, levels.shape[0]), dtype=np.int32)
+    used = np.flatnonzero(code >= 0)
+    if used.shape[0] == 0 or n_o == 0:
         return counts
     size = max(settings.tile_m, limit)
     ring = math.ceil(limit / size)
     base = network.node_xy.min(axis=0) - size
     node_ij = _tiles(network.node_xy, base, size)
     o_ij = _tiles(o[["x", "y"]].to_numpy(), base, size)
-    f_ij = _tiles(f[["x", "y"]].to_numpy(), base, size)
+    f_ij = _tiles(f[["x", "y"]].to_numpy()[used], base, size)
     width = int(max(node_ij[:, 1].max(), o_ij[:, 1].max(), f_ij[:, 1].max())) + 2 * ring + 2
     node_key = node_ij[:, 0] * width + node_ij[:, 1]
     o_key = o_ij[:, 0] * width + o_ij[:, 1]
@@ -322,40 +336,47 @@ def _counts(
     node_sorted = node_key[node_order]
     o_order = np.argsort(o_key, kind="stable")
     o_sorted = o_key[o_order]
+    f_order = np.argsort(f_key, kind="stable")
+    f_sorted = f_key[f_order]
     glob2loc = np.full(network.n_nodes, -1, dtype=np.int64)
     o_edge_all = o["edge"].to_numpy()
     o_t_all = o["t"].to_numpy()
     o_x_all = o["extra"].to_numpy()
-    f_edge_all = f["edge"].to_numpy()
-    f_t_all = f["t"].to_numpy()
-    f_x_all = f["extra"].to_numpy()
-    offsets = np.array(
-        [di * width + dj for di in range(-ring, ring + 1) for dj in range(-ring, ring + 1)]
-    )
-    for key in np.unique(f_key):
+    f_edge_all = f["edge"].to_numpy()[used]
+    f_t_all = f["t"].to_numpy()[used]
+    f_x_all = f["extra"].to_numpy()[used]
+    f_code = code[used]
+    span = np.arange(-ring, ring + 1)
+    offsets = (span[:, None] * width + span[None, :]).ravel()
+
+    def gather(order: NDArray[np.int64], keys: NDArray[np.int64], near: NDArray[np.int64]) -> Any:
+        lo = np.searchsorted(keys, near, side="left")
+        hi = np.searchsorted(keys, near, side="right")
+        return np.concatenate([order[a:b] for a, b in zip(lo, hi, strict=True)])
+
+    tile_keys, tile_start = np.unique(f_sorted, return_index=True)
+    tile_end = np.r_[tile_start[1:], f_sorted.shape[0]]
+    for key, t0, t1 in zip(tile_keys, tile_start, tile_end, strict=True):
         near = key + offsets
-        lo = np.searchsorted(node_sorted, near, side="left")
-        hi = np.searchsorted(node_sorted, near, side="right")
-        nodes = np.concatenate([node_order[a:b] for a, b in zip(lo, hi, strict=True)])
-        lo = np.searchsorted(o_sorted, near, side="left")
-        hi = np.searchsorted(o_sorted, near, side="right")
-        rows = np.concatenate([o_order[a:b] for a, b in zip(lo, hi, strict=True)])
+        rows = gather(o_order, o_sorted, near)
         if rows.shape[0] == 0:
             continue
-        glob2loc[nodes] = np.arange(nodes.shape[0])
-        sub = network.graph[nodes][:, nodes]
+        nodes = gather(node_order, node_sorted, near)
         m = nodes.shape[0]
+        glob2loc[nodes] = np.arange(m)
+        sub = network.graph[nodes][:, nodes]
         o_edge = o_edge_all[rows]
         o_t = o_t_all[rows]
+        o_extra = o_x_all[rows]
+        # -1 (an endpoint outside the subgraph) reads the extra column of infinities.
         lu = glob2loc[network.edge_u[o_edge]]
         lv = glob2loc[network.edge_v[o_edge]]
         o_rest = network.edge_length[o_edge] - o_t
-        members = np.flatnonzero(f_key == key)
+        members = f_order[t0:t1]
         for start in range(0, members.shape[0], settings.batch):
             fi = members[start : start + settings.batch]
-            fe = f_edge_all[fi]
-            ft = f_t_all[fi]
-            fx = f_x_all[fi]
+            k = fi.shape[0]
+            fe, ft, fx = f_edge_all[fi], f_t_all[fi], f_x_all[fi]
             aug = _augment(
                 sub,
                 glob2loc[network.edge_u[fe]],
@@ -363,17 +384,20 @@ def _counts(
                 ft + fx,
                 network.edge_length[fe] - ft + fx,
             )
-            d = csgraph.dijkstra(
-                aug, directed=True, indices=np.arange(m, m + fi.shape[0]), limit=limit
-            )
-            d = np.concatenate([d[:, :m], np.full((fi.shape[0], 1), np.inf)], axis=1)
+            d = csgraph.dijkstra(aug, directed=True, indices=np.arange(m, m + k), limit=limit)
+            d = np.concatenate([d[:, :m], np.full((k, 1), np.inf)], axis=1)
             dist = np.minimum(d[:, lu] + o_t, d[:, lv] + o_rest)
             same = fe[:, None] == o_edge[None, :]
             if same.any():
                 direct = np.abs(ft[:, None] - o_t[None, :]) + fx[:, None]
                 dist = np.where(same, np.minimum(dist, direct), dist)
-            dist = dist + o_x_all[rows][None, :]
-            counts[rows] += (dist[:, :, None] <= levels[None, None, :]).sum(axis=0)
+            dist += o_extra[None, :]
+            reach = dist <= limit
+            fk, ok = np.nonzero(reach)
+            if fk.shape[0] == 0:
+                continue
+            hit = (dist[fk, ok][:, None] <= levels[None, :]).astype(np.int32)
+            np.add.at(counts, (f_code[fi][fk], rows[ok]), hit)
         glob2loc[nodes] = -1
     return counts
 

@@ -116,6 +116,8 @@ class WalkNetwork:
     seg_offset: FloatArray = field(repr=False)
     seg_geom: NDArray[np.object_] = field(repr=False)
     _tree: shapely.STRtree = field(repr=False)
+    _seg_a: FloatArray = field(repr=False)
+    _seg_b: FloatArray = field(repr=False)
     _sources: _Sources = field(repr=False)
 
     @property
@@ -257,6 +259,8 @@ class WalkNetwork:
             seg_offset=seg_offset,
             seg_geom=seg_geom,
             _tree=shapely.STRtree(seg_geom),
+            _seg_a=axy,
+            _seg_b=bxy,
             _sources=src,
         )
 
@@ -313,15 +317,14 @@ class WalkNetwork:
             raise InputError(f"points[{row}]", "not a point geometry")
         if len(arr) == 0:
             return Snap(pd.DataFrame(columns=list(Snap.COLUMNS)))
-        (inp, hit), hit_dist = self._tree.query_nearest(
-            arr, return_distance=True, all_matches=False
-        )
-        seg = np.empty(len(arr), dtype=np.int64)
-        dist = np.empty(len(arr))
-        seg[inp], dist[inp] = hit, hit_dist
-        s = shapely.line_locate_point(self.seg_geom[seg], arr)
-        snapped = shapely.line_interpolate_point(self.seg_geom[seg], s)
-        xy = shapely.get_coordinates(snapped)
+        pxy = shapely.get_coordinates(arr)
+        seg = self._nearest_segment(pxy)
+        a = self._seg_a[seg]
+        d = self._seg_b[seg] - a
+        frac = np.clip(((pxy - a) * d).sum(axis=1) / (d * d).sum(axis=1), 0.0, 1.0)
+        xy = a + frac[:, None] * d
+        dist = np.hypot(*(pxy - xy).T)
+        s = frac * np.hypot(*d.T)
         edge = self.seg_edge[seg]
         frame = pd.DataFrame(
             {
@@ -336,6 +339,44 @@ class WalkNetwork:
             index=geo.index,
         )
         return Snap(frame)
+
+    def _nearest_segment(self, pxy: FloatArray, radius: float = 25.0) -> IntArray:
+        """Index of the nearest segment of every point (ties: the first candidate found).
+
+        Segments whose boxes meet a square of ``radius`` around a point are measured
+        exactly; points with nothing that close fall back to the tree's nearest search.
+        """
+        n = pxy.shape[0]
+        boxes = shapely.box(
+            pxy[:, 0] - radius, pxy[:, 1] - radius, pxy[:, 0] + radius, pxy[:, 1] + radius
+        )
+        inp, cand = self._tree.query(boxes)
+        a = self._seg_a[cand]
+        d = self._seg_b[cand] - a
+        p = pxy[inp]
+        frac = np.clip(((p - a) * d).sum(axis=1) / (d * d).sum(axis=1), 0.0, 1.0)
+        dist = np.hypot(*(p - a - frac[:, None] * d).T)
+        seg = np.full(n, -1, dtype=np.int64)
+        if inp.shape[0]:
+            if (np.diff(inp) < 0).any():
+                order = np.argsort(inp, kind="stable")
+                inp, cand, dist = inp[order], cand[order], dist[order]
+            new_point = np.r_[True, inp[1:] != inp[:-1]]
+            starts = np.flatnonzero(new_point)
+            group = np.cumsum(new_point) - 1
+            is_best = dist == np.minimum.reduceat(dist, starts)[group]
+            before = np.cumsum(is_best) - is_best
+            first = is_best & (before == before[starts][group])
+            # Only a hit within the radius is sure to be the nearest of all segments.
+            sure = first & (dist <= radius)
+            seg[inp[sure]] = cand[sure]
+        rest = np.flatnonzero(seg < 0)
+        if rest.shape[0]:
+            (inp2, hit), _ = self._tree.query_nearest(
+                shapely.points(pxy[rest]), return_distance=True, all_matches=False
+            )
+            seg[rest[inp2]] = hit
+        return seg
 
     def close_gates(self, ids: Iterable[Any]) -> WalkNetwork:
         """Return the network with the named gates closed (a what-if: gates shut at night).
