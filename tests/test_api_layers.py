@@ -6,6 +6,7 @@ engine are real), and its connection dependency is overridden with the test's ro
 lie in the South Atlantic (around 20°W 40°S) where no imported area reaches.
 """
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -248,3 +249,16 @@ def test_every_route_passes_through_get_principal(client: TestClient) -> None:
     assert {"/healthz", "/layers", "/layers/{name}"} <= set(paths)
     urls = [p.replace("{name}", "buildings") for p in paths]
     assert {url: client.get(url).status_code for url in urls} == dict.fromkeys(urls, 401)
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/layers/nope", 404), ("/layers/buildings?bbox=1,2", 422), ("/layers/grids?limit=0", 422)],
+)
+def test_bad_input_is_rejected_before_a_connection_is_checked_out(url: str, status: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    database = DatabaseSettings(database_url=f"postgresql+psycopg://u@127.0.0.1:{closed}/x")
+    with TestClient(create_app(AppSettings(database=database))) as offline:
+        assert offline.get(url).status_code == status

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from api.deps import ApiSettingsDep, ConnectionDep
 from api.schemas import FeatureCollection, LayerInfo
-from gis.features import check_limit, features_geojson, parse_bbox
-from layers import CATALOGUE, get_layer
+from gis.features import BBox, check_limit, features_geojson, parse_bbox
+from layers import CATALOGUE, Layer, get_layer
 
 router = APIRouter(tags=["layers"])
 
@@ -30,6 +31,37 @@ def list_layers() -> list[LayerInfo]:
     ]
 
 
+@dataclass(frozen=True)
+class LayerQuery:
+    """A validated ``/layers/{name}`` request."""
+
+    layer: Layer
+    bbox: BBox | None
+    limit: int
+
+
+async def layer_query(
+    name: str,
+    settings: ApiSettingsDep,
+    bbox: Annotated[
+        str | None,
+        Query(
+            description="minlon,minlat,maxlon,maxlat in WGS84 degrees; omitted: whole layer.",
+            examples=["116.30,39.98,116.31,39.99"],
+        ),
+    ] = None,
+    limit: Annotated[int | None, Query(description="Maximum number of features.")] = None,
+) -> LayerQuery:
+    """Validate the request; declared before the connection so bad input never checks one out."""
+    return LayerQuery(
+        layer=get_layer(name),
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        limit=check_limit(
+            limit, default=settings.layer_limit_default, maximum=settings.layer_limit_max
+        ),
+    )
+
+
 @router.get(
     "/layers/{name}",
     response_class=Response,
@@ -40,23 +72,8 @@ def list_layers() -> list[LayerInfo]:
     },
 )
 def layer_features(
-    name: str,
-    connection: ConnectionDep,
-    settings: ApiSettingsDep,
-    bbox: Annotated[
-        str | None,
-        Query(
-            description="minlon,minlat,maxlon,maxlat in WGS84 degrees; omitted: whole layer.",
-            examples=["116.30,39.98,116.31,39.99"],
-        ),
-    ] = None,
-    limit: Annotated[int | None, Query(description="Maximum number of features.")] = None,
+    query: Annotated[LayerQuery, Depends(layer_query)], connection: ConnectionDep
 ) -> Response:
     """Return the features of layer ``name`` intersecting ``bbox`` (GeoJSON, EPSG:4326)."""
-    layer = get_layer(name)
-    box = parse_bbox(bbox) if bbox is not None else None
-    count = check_limit(
-        limit, default=settings.layer_limit_default, maximum=settings.layer_limit_max
-    )
-    body = features_geojson(connection, layer.source, bbox=box, limit=count)
+    body = features_geojson(connection, query.layer.source, bbox=query.bbox, limit=query.limit)
     return Response(content=body, media_type=GEOJSON)
