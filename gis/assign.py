@@ -270,12 +270,14 @@ class CellIndex:
             region_ids, first = region_ids[free], first[free]
         ix, iy = first % nx, first // nx
         region_cell = np.full(count_regions + 1, _MIXED, dtype=np.int64)
-        region_cell[region_ids] = self._assign_exact(
+        region_cell[region_ids], covers = self._assign_exact(
             np.asarray(x0 + (ix + 0.5) * dx, np.float64),
             np.asarray(y0 + (iy + 0.5) * dy, np.float64),
             self._tile_of(ix, iy),
         )
         self._bucket_cell = region_cell[flat].astype(np.int32)
+        # Regions covered by two cells or more exist only where cells overlap.
+        self._overlapping = bool((covers >= 2).any())
 
     def _build_tiles(self) -> None:
         """Candidate cells per tile of _TILE x _TILE buckets: cells whose bbox meets the tile."""
@@ -314,8 +316,13 @@ class CellIndex:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def _assign_exact(self, x: FloatArray, y: FloatArray, tile: IntArray) -> IntArray:
-        """Covers test on the tile's bbox candidates, in id order: the first hit wins."""
+    def _assign_exact(
+        self, x: FloatArray, y: FloatArray, tile: IntArray
+    ) -> tuple[IntArray, IntArray]:
+        """Covers test on the tile's bbox candidates, in id order: the first hit wins.
+
+        Returns the cell per point and the number of cells covering it.
+        """
         start = self._tile_ptr[tile]
         count = self._tile_ptr[tile + 1] - start
         point = np.repeat(np.arange(x.size), count)
@@ -335,7 +342,7 @@ class CellIndex:
         first[1:] = point[1:] != point[:-1]
         result = np.full(x.size, -1, dtype=np.int64)
         result[point[first]] = cell[first]
-        return result
+        return result, np.bincount(point, minlength=x.size).astype(np.int64)
 
     def assign(
         self,
@@ -379,7 +386,7 @@ class CellIndex:
         if mixed.size:
             cells[mixed] = self._assign_exact(
                 xi[mixed], yi[mixed], self._tile_of(ix[mixed], iy[mixed])
-            )
+            )[0]
         result[where] = cells
         return result
 
@@ -432,7 +439,10 @@ class CellIndex:
                 raise InputError("cells", msg)
         other = np.full(x.shape, -1, dtype=np.int64)
         distance = np.full(x.shape, np.nan, dtype=np.float64)
-        finite = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+        wanted = np.isfinite(x) & np.isfinite(y)
+        if not self._overlapping:
+            wanted &= self._maybe_near(x, y, threshold_m)
+        finite = np.flatnonzero(wanted)
         if finite.size == 0:
             return NearBoundary(other, distance)
         ux, uy = self._to_utm.transform(x[finite], y[finite])
@@ -448,6 +458,33 @@ class CellIndex:
             other[finite[pi[first]]] = ci[first]
             distance[finite[pi[first]]] = d[first]
         return NearBoundary(other, distance)
+
+    def _maybe_near(
+        self, x: FloatArray, y: FloatArray, threshold_m: float
+    ) -> npt.NDArray[np.bool_]:
+        """Flag points that may have another cell within ``threshold_m``; the rest have none.
+
+        A point is cleared when its bucket and every bucket up to the threshold (plus one) away
+        are boundary-free: every point within the threshold is then covered by the same cells as
+        the point itself, so no other cell is that near (valid only when no two cells overlap).
+        """
+        x0, y0, _, y1 = self._extent
+        # Shortest bucket side in metres, with room for UTM scale error.
+        metres_x = 111_000.0 * math.cos(math.radians(min(max(abs(y0), abs(y1)), 89.0)))
+        bucket_m = min(self._dx * metres_x, self._dy * 110_000.0) / 1.01
+        reach = math.ceil(threshold_m / bucket_m) + 1
+        mixed = (self._bucket_cell == _MIXED).reshape(self._ny, self._nx)
+        grown = ndimage.binary_dilation(
+            mixed, structure=np.ones((3, 3), dtype=bool), iterations=reach
+        ).ravel()
+        ix = np.floor((np.nan_to_num(x, nan=x0 - 1e9) - x0) / self._dx)
+        iy = np.floor((np.nan_to_num(y, nan=y0 - 1e9) - y0) / self._dy)
+        in_raster = (ix >= 0) & (ix < self._nx) & (iy >= 0) & (iy < self._ny)
+        around = (ix >= -reach) & (ix < self._nx + reach) & (iy >= -reach) & (iy < self._ny + reach)
+        result = around & ~in_raster
+        where = np.flatnonzero(in_raster)
+        result[where] = grown[iy[where].astype(np.int64) * self._nx + ix[where].astype(np.int64)]
+        return np.asarray(result)
 
     def _points(
         self, lon: npt.ArrayLike, lat: npt.ArrayLike, crs: CoordinateSystem | str

@@ -26,7 +26,7 @@ class Grid:
     hole: shapely.Polygon  # the island filling the hole of one cell
 
 
-def make_grid(n: int = 30, seed: int = 7) -> Grid:
+def make_grid(n: int = 30, seed: int = 7, *, overlap: bool = True) -> Grid:
     """A jittered n x n lattice with a gap, a holed cell plus island, a multipolygon, an overlap."""
     rng = np.random.default_rng(seed)
     gx, gy = np.meshgrid(np.arange(n + 1) * D + X0, np.arange(n + 1) * D + Y0, indexing="ij")
@@ -52,7 +52,8 @@ def make_grid(n: int = 30, seed: int = 7) -> Grid:
     merged = shapely.MultiPolygon([cells.pop((20, 20)), cells.pop((25, 5))])
     geoms = [*cells.values(), island, merged]
     # A cell overlapping a 3 x 3 block of others (bad data, but the tie rule must still hold).
-    geoms.append(shapely.box(X0 + 5.5 * D, Y0 + 20.5 * D, X0 + 8.5 * D, Y0 + 23.5 * D))
+    if overlap:
+        geoms.append(shapely.box(X0 + 5.5 * D, Y0 + 20.5 * D, X0 + 8.5 * D, Y0 + 23.5 * D))
     codes = np.array(
         [f"110108011{c:06d}" for c in rng.choice(900_000, len(geoms), replace=False) + 100_000]
     )
@@ -361,6 +362,44 @@ def test_outside_point_reports_nearest_cell_within_threshold() -> None:
     near = metric_squares().near_boundary(*lonlat(E0 - 3, N0 + 50))
     assert near.other.tolist() == [0]
     assert near.distance_m[0] == pytest.approx(3.0, abs=0.01)
+
+
+def near_reference(
+    grid: Grid, own: np.ndarray, x: np.ndarray, y: np.ndarray, threshold_m: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: distance in UTM 50N from every point to every cell, nearest other one."""
+    to_utm = Transformer.from_crs(4326, 32650, always_xy=True)
+    cells = shapely.transform(
+        grid.geoms, lambda xy: np.column_stack(to_utm.transform(xy[:, 0], xy[:, 1]))
+    )
+    points = shapely.points(*to_utm.transform(x, y))
+    codes = grid.codes.astype(np.int64)
+    other = np.full(x.size, -1)
+    distance = np.full(x.size, np.nan)
+    for k in range(x.size):
+        d = shapely.distance(cells, points[k])
+        if own[k] >= 0:
+            d[own[k]] = np.inf
+        close = np.flatnonzero(d <= threshold_m)
+        if close.size:
+            best = close[np.lexsort((codes[close], d[close]))[0]]
+            other[k], distance[k] = best, d[best]
+    return other, distance
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_near_boundary_equals_brute_force_distances(overlap: bool) -> None:
+    grid = make_grid(overlap=overlap)
+    cells = CellIndex.from_geometries(grid.geoms, grid.codes)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(X0 - 0.5 * D, X0 + 30.5 * D, 1_000)
+    y = rng.uniform(Y0 - 0.5 * D, Y0 + 30.5 * D, 1_000)
+    own = cells.assign(x, y)
+    near = cells.near_boundary(x, y, own, threshold_m=12.0)
+    other, distance = near_reference(grid, own, x, y, 12.0)
+    assert near.flagged.sum() > 100
+    assert np.array_equal(near.other, other)
+    assert np.allclose(near.distance_m, distance, atol=1e-6, equal_nan=True)
 
 
 def test_negative_threshold_raises_input_error() -> None:
