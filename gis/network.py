@@ -57,6 +57,8 @@ class NetworkSettings(BaseSettings):
     max_snap_m: float = Field(default=200.0, gt=0)
     # A way crosses a wall or fence freely only where a gate lies this close to the crossing.
     gate_radius_m: float = Field(default=2.0, gt=0)
+    # Keep ways tagged access/foot=private: the residents' own view of their compound.
+    keep_private: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class WalkNetwork:
     _tree: shapely.STRtree = field(repr=False)
     _seg_a: FloatArray = field(repr=False)
     _seg_b: FloatArray = field(repr=False)
+    _barrier_tree: shapely.STRtree | None = field(repr=False)
     _sources: _Sources = field(repr=False)
 
     @property
@@ -149,7 +152,8 @@ class WalkNetwork:
             Ways as LineString or MultiLineString rows, in any CRS that is set. Optional
             columns ``highway``, ``foot``, ``access`` decide walkability: motorways and
             construction are dropped, as are ``foot=no|private`` and ``access=no|private``
-            unless ``foot`` is ``yes|designated|permissive``.
+            unless ``foot`` is ``yes|designated|permissive`` (``private`` is kept with
+            ``settings.keep_private``).
         barriers
             Walls and fences (lines, or polygons whose boundaries are used). A way segment
             crossing one is cut at the crossing unless a gate lies within
@@ -184,7 +188,7 @@ class WalkNetwork:
             if id_column and id_column in lines.columns
             else lines.index.to_numpy(dtype=object)
         )
-        keep, rejected = _walkable(lines, ids)
+        keep, rejected = _walkable(lines, ids, keep_private=settings.keep_private)
         kept = lines.loc[keep]
         geoms = kept.geometry.to_crs(work_crs).to_numpy()
         parts, part_of = shapely.get_parts(geoms, return_index=True)
@@ -261,6 +265,7 @@ class WalkNetwork:
             _tree=shapely.STRtree(seg_geom),
             _seg_a=axy,
             _seg_b=bxy,
+            _barrier_tree=shapely.STRtree(src.barriers) if len(src.barriers) else None,
             _sources=src,
         )
 
@@ -294,12 +299,18 @@ class WalkNetwork:
         max_snap_m
             Points farther than this (metres) from every edge are flagged ``too_far``.
 
+        A point never snaps across a wall or fence: its snap leg (the straight walk from
+        the point to the network) may not cross a barrier, so a stairwell inside a walled
+        compound snaps to the compound's own ways even when the street outside is nearer.
+        A point with no such way within ``max_snap_m`` keeps its nearest snap and is
+        flagged ``crosses_barrier``.
+
         Returns
         -------
         Snap
             Per point (index kept): ``edge``, ``t`` (metres from the edge's first node
             along the edge), ``snap_m`` (metres from the point to the network), ``x``, ``y``
-            (snapped point), ``component``, ``too_far``.
+            (snapped point), ``component``, ``too_far``, ``crosses_barrier``.
 
         Raises
         ------
@@ -319,12 +330,17 @@ class WalkNetwork:
             return Snap(pd.DataFrame(columns=list(Snap.COLUMNS)))
         pxy = shapely.get_coordinates(arr)
         seg = self._nearest_segment(pxy)
-        a = self._seg_a[seg]
-        d = self._seg_b[seg] - a
-        frac = np.clip(((pxy - a) * d).sum(axis=1) / (d * d).sum(axis=1), 0.0, 1.0)
-        xy = a + frac[:, None] * d
-        dist = np.hypot(*(pxy - xy).T)
-        s = frac * np.hypot(*d.T)
+        crosses = np.zeros(len(arr), dtype=bool)
+        if self._barrier_tree is not None:
+            crosses = self._leg_crosses(pxy, seg)
+            if crosses.any():
+                rows = np.flatnonzero(crosses)
+                inside = self._nearest_free_segment(pxy[rows], max_snap_m)
+                found = inside >= 0
+                seg[rows[found]] = inside[found]
+                crosses[rows[found]] = False
+        xy, dist = self._project(pxy, seg)
+        s = np.hypot(*(xy - self._seg_a[seg]).T)
         edge = self.seg_edge[seg]
         frame = pd.DataFrame(
             {
@@ -335,10 +351,47 @@ class WalkNetwork:
                 "y": xy[:, 1],
                 "component": self.component[self.edge_u[edge]],
                 "too_far": dist > max_snap_m,
+                "crosses_barrier": crosses,
             },
             index=geo.index,
         )
         return Snap(frame)
+
+    def _project(self, pxy: FloatArray, seg: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Nearest point of each segment to each point, and the distance to it."""
+        a = self._seg_a[seg]
+        d = self._seg_b[seg] - a
+        frac = np.clip(((pxy - a) * d).sum(axis=1) / (d * d).sum(axis=1), 0.0, 1.0)
+        xy = a + frac[:, None] * d
+        return xy, np.hypot(*(pxy - xy).T)
+
+    def _leg_crosses(self, pxy: FloatArray, seg: IntArray) -> NDArray[np.bool_]:
+        """Whether the straight walk from each point to its segment crosses a barrier."""
+        assert self._barrier_tree is not None
+        xy, _ = self._project(pxy, seg)
+        legs = shapely.linestrings(np.stack([pxy, xy], axis=1))
+        hit, _ = self._barrier_tree.query(legs, predicate="crosses")
+        out = np.zeros(pxy.shape[0], dtype=bool)
+        out[hit] = True
+        return out
+
+    def _nearest_free_segment(self, pxy: FloatArray, radius: float) -> IntArray:
+        """Nearest segment within ``radius`` reached without crossing a barrier, or -1."""
+        boxes = shapely.box(
+            pxy[:, 0] - radius, pxy[:, 1] - radius, pxy[:, 0] + radius, pxy[:, 1] + radius
+        )
+        inp, cand = self._tree.query(boxes)
+        seg = np.full(pxy.shape[0], -1, dtype=np.int64)
+        if inp.shape[0] == 0:
+            return seg
+        _, dist = self._project(pxy[inp], cand)
+        ok = (dist <= radius) & ~self._leg_crosses(pxy[inp], cand)
+        inp, cand, dist = inp[ok], cand[ok], dist[ok]
+        order = np.lexsort((cand, dist, inp))
+        inp, cand = inp[order], cand[order]
+        first = np.r_[True, inp[1:] != inp[:-1]] if inp.shape[0] else inp.astype(bool)
+        seg[inp[first]] = cand[first]
+        return seg
 
     def _nearest_segment(self, pxy: FloatArray, radius: float = 25.0) -> IntArray:
         """Index of the nearest segment of every point (ties: the first candidate found).
@@ -423,7 +476,7 @@ class WalkNetwork:
 class Snap:
     """Points snapped to a :class:`WalkNetwork` (see :meth:`WalkNetwork.snap`)."""
 
-    COLUMNS = ("edge", "t", "snap_m", "x", "y", "component", "too_far")
+    COLUMNS = ("edge", "t", "snap_m", "x", "y", "component", "too_far", "crosses_barrier")
     frame: pd.DataFrame
 
     def report(self) -> pd.DataFrame:
@@ -458,7 +511,9 @@ def _column(frame: pd.DataFrame, name: str) -> NDArray[np.object_]:
     return np.asarray([None if v is None else str(v).strip().lower() for v in col], dtype=object)
 
 
-def _walkable(lines: gpd.GeoDataFrame, ids: NDArray[np.object_]) -> tuple[NDArray[np.bool_], Any]:
+def _walkable(
+    lines: gpd.GeoDataFrame, ids: NDArray[np.object_], *, keep_private: bool
+) -> tuple[NDArray[np.bool_], Any]:
     highway = _column(lines, "highway")
     foot = _column(lines, "foot")
     access = _column(lines, "access")
@@ -479,9 +534,10 @@ def _walkable(lines: gpd.GeoDataFrame, ids: NDArray[np.object_]) -> tuple[NDArra
     reject(non_finite > 0, "non-finite coordinates")
     reject(shapely.get_num_coordinates(geoms) < 2, "fewer than two vertices")
     reject(np.isin(highway, list(EXCLUDED_HIGHWAYS)), "not walkable: highway")
-    reject(np.isin(foot, list(NO_ACCESS)), "not walkable: foot")
+    closed = list({"no"} if keep_private else NO_ACCESS)
+    reject(np.isin(foot, closed), "not walkable: foot")
     reject(
-        np.isin(access, list(NO_ACCESS)) & ~np.isin(foot, list(FOOT_ALLOWED)),
+        np.isin(access, closed) & ~np.isin(foot, list(FOOT_ALLOWED)),
         "not walkable: access",
     )
     keep = open_

@@ -9,7 +9,7 @@ from scipy.sparse import csgraph
 from shapely import LineString, Point, Polygon
 
 from gis.errors import InputError
-from gis.network import WalkNetwork, barriers_from_osm
+from gis.network import NetworkSettings, WalkNetwork, barriers_from_osm
 
 from .conftest import DATA
 
@@ -199,6 +199,36 @@ def test_closing_the_gate_shuts_the_compound() -> None:
     assert _distance(walled, (101, 60), (100, -5)) == pytest.approx(160.0)
 
 
+def test_stairwell_inside_a_wall_snaps_to_the_compound_not_the_nearer_street() -> None:
+    streets, walls, gates = _compound(gate=True)
+    home = _points([(130, 25)])
+    open_snap = WalkNetwork.from_lines(streets).snap(home).frame.iloc[0]
+    walled = WalkNetwork.from_lines(streets, barriers=walls, gates=gates)
+    snap = walled.snap(home).frame.iloc[0]
+    assert (open_snap["x"] - X0, open_snap["y"] - Y0) == pytest.approx((130.0, 0.0))
+    assert (snap["x"] - X0, snap["y"] - Y0) == pytest.approx((100.0, 25.0))
+    assert not snap["crosses_barrier"]
+
+
+def test_point_with_no_way_on_its_side_of_the_wall_is_flagged() -> None:
+    streets = _lines([[(0, 0), (200, 0)]])
+    ring = Polygon(
+        [(X0 + 50, Y0 + 20), (X0 + 150, Y0 + 20), (X0 + 150, Y0 + 120), (X0 + 50, Y0 + 120)]
+    )
+    walls = gpd.GeoDataFrame(geometry=[ring.exterior], crs=UTM50)
+    net = WalkNetwork.from_lines(streets, barriers=walls)
+    snap = net.snap(_points([(100, 60), (100, -10)])).frame
+    assert snap["crosses_barrier"].tolist() == [True, False]
+    assert snap["snap_m"].tolist() == pytest.approx([60.0, 10.0])
+
+
+def test_private_compound_ways_can_be_kept() -> None:
+    streets = _lines([[(0, 0), (10, 0)], [(10, 0), (10, 30)]], access=[None, "private"])
+    assert WalkNetwork.from_lines(streets).n_edges == 1
+    kept = WalkNetwork.from_lines(streets, settings=NetworkSettings(keep_private=True))
+    assert kept.n_edges == 2
+
+
 def test_closing_an_unknown_gate_names_the_field() -> None:
     streets, walls, gates = _compound(gate=True)
     walled = WalkNetwork.from_lines(streets, barriers=walls, gates=gates)
@@ -235,6 +265,18 @@ def test_demo_network_keeps_all_street_length(xueyuanlu_streets: gpd.GeoDataFram
     net = WalkNetwork.from_lines(xueyuanlu_streets)
     assert net.edge_length.sum() == pytest.approx(xueyuanlu_streets["length_m"].sum(), rel=1e-4)
     assert net.components()["length_m"].sum() == pytest.approx(net.edge_length.sum())
+
+
+def test_demo_walls_and_shut_gates_split_the_network(xueyuanlu_streets: gpd.GeoDataFrame) -> None:
+    walls, gates = barriers_from_osm(
+        DATA / "beijing_haidian_xueyuanlu" / "raw" / "source_map.osm.pbf"
+    )
+    open_net = WalkNetwork.from_lines(xueyuanlu_streets)
+    walled = WalkNetwork.from_lines(xueyuanlu_streets, barriers=walls, gates=gates)
+    shut = walled.close_gates(gates.index)
+    assert len(walled.cuts) > 0
+    assert len(shut.cuts) > len(walled.cuts)
+    assert len(shut.components()) > len(walled.components()) >= len(open_net.components())
 
 
 def test_osm_walls_and_gates_are_read_from_the_raw_extract() -> None:
