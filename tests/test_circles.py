@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import defaultdict
 from typing import Any
@@ -19,7 +20,7 @@ from gis.network import WalkNetwork
 
 from .conftest import DATA
 
-AREA = DATA / "beijing_haidian_xueyuanlu"
+AREA = "beijing_haidian_xueyuanlu"
 UTM50 = "EPSG:32650"
 X0, Y0 = 440_000.0, 4_428_000.0
 
@@ -75,11 +76,11 @@ def _reference(
     return graph, o_names, f_names
 
 
-@pytest.fixture(scope="module")
-def demo() -> dict[str, Any]:
-    streets = gpd.read_file(AREA / "streets.geojson")
-    pois = gpd.read_file(AREA / "pois.geojson").rename(columns={"category": "type"})
-    buildings = gpd.read_file(AREA / "buildings.geojson")
+@functools.cache
+def _demo(area: str) -> dict[str, Any]:
+    streets = gpd.read_file(DATA / area / "streets.geojson")
+    pois = gpd.read_file(DATA / area / "pois.geojson").rename(columns={"category": "type"})
+    buildings = gpd.read_file(DATA / area / "buildings.geojson")
     origins = gpd.GeoSeries(buildings.representative_point(), crs=buildings.crs)
     network = WalkNetwork.from_lines(streets)
     table = coverage(origins, pois, network)
@@ -95,7 +96,14 @@ def demo() -> dict[str, Any]:
     }
 
 
-def test_nearest_distances_equal_networkx_for_every_origin_and_type(demo: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def demo() -> dict[str, Any]:
+    return _demo(AREA)
+
+
+@pytest.mark.parametrize("area", [AREA, "beijing_haidian_tsinghua", "nanjing_xinjiekou"])
+def test_nearest_distances_equal_networkx_for_every_origin_and_type(area: str) -> None:
+    demo = _demo(area)
     pois, table, graph = demo["pois"], demo["table"], demo["graph"]
     limit = max(t.distance_m for t in thresholds())
     checked = 0
