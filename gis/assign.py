@@ -464,15 +464,16 @@ class CellIndex:
     ) -> npt.NDArray[np.bool_]:
         """Flag points that may have another cell within ``threshold_m``; the rest have none.
 
-        A point is cleared when its bucket and every bucket up to the threshold (plus one) away
-        are boundary-free: every point within the threshold is then covered by the same cells as
+        A point is cleared when its bucket and every bucket up to the threshold away are
+        boundary-free: every point within the threshold is then covered by the same cells as
         the point itself, so no other cell is that near (valid only when no two cells overlap).
         """
         x0, y0, _, y1 = self._extent
         # Shortest bucket side in metres, with room for UTM scale error.
         metres_x = 111_000.0 * math.cos(math.radians(min(max(abs(y0), abs(y1)), 89.0)))
         bucket_m = min(self._dx * metres_x, self._dy * 110_000.0) / 1.01
-        reach = math.ceil(threshold_m / bucket_m) + 1
+        # |x_q - x_p| <= t implies their bucket columns differ by at most ceil(t / bucket).
+        reach = max(math.ceil(threshold_m / bucket_m), 1)
         mixed = (self._bucket_cell == _MIXED).reshape(self._ny, self._nx)
         grown = ndimage.binary_dilation(
             mixed, structure=np.ones((3, 3), dtype=bool), iterations=reach
