@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from gis.errors import InputError
 
@@ -213,7 +214,7 @@ def validate_grids(
         raise InputError("tolerance_m2", "must be zero or positive")
     dated = LAYERS[layer]
     if dated and as_of is None:
-        as_of = connection.execute(text("SELECT now()")).scalar_one()
+        as_of = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
     params: dict[str, Any] = {"kind": kind, "community_id": community_id, "tol": tolerance_m2}
     where = (
         "g.kind = :kind AND (CAST(:community_id AS integer) IS NULL"
@@ -254,13 +255,25 @@ def validate_grids(
     connection.execute(text("CREATE INDEX ON _vg_bld USING gist (geom)"))
     connection.execute(text("ANALYZE _vg_bld"))
     # Building ↔ cell: covered wholly, or the area of each part when not.
-    _tmp(
-        connection,
-        "_vg_pairs",
-        "SELECT b.id AS bid, c.id AS cid, ST_CoveredBy(b.geom, c.geom) AS covered"
-        " FROM _vg_bld b JOIN _vg_cells c ON b.geom && c.geom AND ST_Intersects(b.geom, c.geom)",
-        params,
-    )
+    try:
+        with connection.begin_nested():
+            _tmp(
+                connection,
+                "_vg_pairs",
+                "SELECT b.id AS bid, c.id AS cid, ST_CoveredBy(b.geom, c.geom) AS covered"
+                " FROM _vg_bld b JOIN _vg_cells c ON b.geom && c.geom"
+                " AND ST_Intersects(b.geom, c.geom)",
+                params,
+            )
+    except DBAPIError:
+        # See _robust: measure every bbox pair's shared area instead of asking GEOS relate.
+        _tmp(
+            connection,
+            "_vg_pairs",
+            "SELECT b.id AS bid, c.id AS cid, false AS covered"
+            " FROM _vg_bld b JOIN _vg_cells c ON b.geom && c.geom",
+            params,
+        )
     _tmp(
         connection,
         "_vg_parts",
@@ -315,19 +328,23 @@ def _invalid(connection: Connection) -> list[Defect]:
     ]
 
 
+_OVERLAPS = (
+    "WITH o AS (SELECT a.id AS aid, b.id AS bid, a.code AS acode, b.code AS bcode,"
+    " a.community_id, ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3) AS g"
+    " FROM _vg_cells a JOIN _vg_cells b ON a.id < b.id AND a.geom && b.geom {predicate})"
+    " SELECT aid, bid, acode, bcode, cm.code, ST_Area(g::geography), ST_AsGeoJSON(g, 7)"
+    " FROM o LEFT JOIN community cm ON cm.id = o.community_id"
+    " WHERE ST_Area(g::geography) > :tol ORDER BY aid, bid"
+)
+
+
 def _overlaps(connection: Connection, params: dict[str, Any]) -> list[Defect]:
-    rows = connection.execute(
-        text(
-            "WITH o AS (SELECT a.id AS aid, b.id AS bid, a.code AS acode, b.code AS bcode,"
-            " a.community_id, ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3) AS g"
-            " FROM _vg_cells a JOIN _vg_cells b ON a.id < b.id AND a.geom && b.geom"
-            " AND ST_Relate(a.geom, b.geom, 'T********'))"
-            " SELECT aid, bid, acode, bcode, cm.code, ST_Area(g::geography), ST_AsGeoJSON(g, 7)"
-            " FROM o LEFT JOIN community cm ON cm.id = o.community_id"
-            " WHERE ST_Area(g::geography) > :tol ORDER BY aid, bid"
-        ),
+    rows = _robust(
+        connection,
+        _OVERLAPS.format(predicate="AND ST_Relate(a.geom, b.geom, 'T********')"),
+        _OVERLAPS.format(predicate=""),
         params,
-    ).all()
+    )
     return [
         Defect(
             OVERLAP,
@@ -368,20 +385,38 @@ def _gaps(connection: Connection, params: dict[str, Any]) -> list[Defect]:
     ]
 
 
+_OUTSIDE = (
+    "WITH o AS (SELECT c.id, c.code, cm.code AS ccode,"
+    " ST_CollectionExtract(ST_Difference(c.geom, cm.geom), 3) AS g"
+    " FROM _vg_cells c JOIN community cm ON cm.id = c.community_id {filter})"
+    " SELECT o.id, o.code, o.ccode, ST_Area(o.g::geography), ST_AsGeoJSON(o.g, 7),"
+    " (SELECT string_agg(x.code, ',' ORDER BY x.code) FROM community x"
+    "  WHERE x.code <> o.ccode AND x.geom && o.g"
+    "  AND ST_Area(ST_Intersection(x.geom, o.g)::geography) > :tol)"
+    " FROM o WHERE ST_Area(o.g::geography) > :tol ORDER BY o.id"
+)
+
+
+def _robust(connection: Connection, fast: str, robust: str, params: dict[str, Any]) -> list[Any]:
+    """Run ``fast`` (GEOS relate predicates); on a GEOS topology error run ``robust``.
+
+    GEOS < 3.13 relate can fail on nearly coincident edges, common in hand-drawn layers; the
+    overlay functions (OverlayNG) do not, so the robust query measures areas instead.
+    """
+    try:
+        with connection.begin_nested():
+            return list(connection.execute(text(fast), params).all())
+    except DBAPIError:
+        return list(connection.execute(text(robust), params).all())
+
+
 def _outside(connection: Connection, params: dict[str, Any]) -> list[Defect]:
-    rows = connection.execute(
-        text(
-            "WITH o AS (SELECT c.id, c.code, cm.code AS ccode,"
-            " ST_CollectionExtract(ST_Difference(c.geom, cm.geom), 3) AS g"
-            " FROM _vg_cells c JOIN community cm ON cm.id = c.community_id"
-            " WHERE NOT ST_CoveredBy(c.geom, cm.geom))"
-            " SELECT o.id, o.code, o.ccode, ST_Area(o.g::geography), ST_AsGeoJSON(o.g, 7),"
-            " (SELECT string_agg(x.code, ',' ORDER BY x.code) FROM community x"
-            "  WHERE x.code <> o.ccode AND x.geom && o.g AND ST_Relate(x.geom, o.g, 'T********'))"
-            " FROM o WHERE ST_Area(o.g::geography) > :tol ORDER BY o.id"
-        ),
+    rows: list[Any] = _robust(
+        connection,
+        _OUTSIDE.format(filter="WHERE NOT ST_CoveredBy(c.geom, cm.geom)"),
+        _OUTSIDE.format(filter=""),
         params,
-    ).all()
+    )
     out = [
         Defect(
             OUTSIDE_COMMUNITY,
@@ -394,13 +429,15 @@ def _outside(connection: Connection, params: dict[str, Any]) -> list[Defect]:
         )
         for r in rows
     ]
-    rows = connection.execute(
-        text(
-            "SELECT c.id, c.code, ST_AsGeoJSON(ST_PointOnSurface(c.geom), 7) FROM _vg_cells c"
-            " LEFT JOIN community cm ON cm.id = c.community_id"
-            " WHERE cm.id IS NULL OR cm.geom IS NULL ORDER BY c.id"
-        )
-    ).all()
+    rows = list(
+        connection.execute(
+            text(
+                "SELECT c.id, c.code, ST_AsGeoJSON(ST_PointOnSurface(c.geom), 7) FROM _vg_cells c"
+                " LEFT JOIN community cm ON cm.id = c.community_id"
+                " WHERE cm.id IS NULL OR cm.geom IS NULL ORDER BY c.id"
+            )
+        ).all()
+    )
     out += [
         Defect(
             NO_COMMUNITY,
