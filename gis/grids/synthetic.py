@@ -185,13 +185,13 @@ def synthetic_subdistrict(
     )
     insert_subdistrict(connection, code, box(0, 0, size, size))
     ids = []
-    cw, rh = size / cols, size / rows
+    # Community boundaries follow streets, as real ones follow roads.
+    xs = [round(side * c / cols) * block_m for c in range(cols + 1)]
+    ys = [round(side * r / rows) * block_m for r in range(rows + 1)]
     for r in range(rows):
         for c in range(cols):
             ccode = f"{code}{r * cols + c + 1:03d}"
-            ids.append(
-                insert_community(connection, ccode, box(c * cw, r * rh, (c + 1) * cw, (r + 1) * rh))
-            )
+            ids.append(insert_community(connection, ccode, box(xs[c], ys[r], xs[c + 1], ys[r + 1])))
     # Buildings: per block, two rows of slabs along the block's x axis.
     footprints = []
     for bx in range(side):
