@@ -62,8 +62,9 @@ class CircleSettings(BaseSettings):
     max_snap_m: float = Field(default=200.0, gt=0)
     # Limit of the nearest-facility search in metres; None means the largest level distance.
     nearest_limit_m: float | None = Field(default=None, gt=0)
-    # Counting works tile by tile (metres) and in batches of this many facilities.
-    tile_m: float = Field(default=2_000.0, gt=0)
+    # Counting works tile by tile (metres; at least the largest level distance) and in
+    # batches of this many facilities.
+    tile_m: float = Field(default=1_000.0, gt=0)
     batch: int = Field(default=128, ge=1)
 
 
@@ -177,26 +178,34 @@ def coverage(
     for j, kind in enumerate(wanted):
         code[kinds == kind] = j
     counts = _counts(network, o_snap, f_snap, code, len(wanted), levels, limit, settings)
-    fac_index = facilities.index
-    pieces = []
-    for j, kind in enumerate(wanted):
-        sel = np.flatnonzero(code == j)
-        dist, nearest = _nearest(network, o_snap, f_snap.iloc[sel], nearest_limit)
-        piece = pd.DataFrame(
-            {
-                "origin": o_snap.index,
-                "type": kind,
-                "distance_m": np.where(np.isfinite(dist), dist, np.nan),
-                "facility": _ids(fac_index[sel], nearest),
-                "method": NETWORK,
-                "snap_m": o_snap["snap_m"].to_numpy(),
-                "too_far": o_snap["too_far"].to_numpy(),
-            }
-        )
+    n_o, n_t = len(o_snap), len(wanted)
+    if n_t == 0:
+        table = _empty(thr)
+    else:
+        dist_all = np.empty(n_t * n_o)
+        who_all = np.empty(n_t * n_o, dtype=np.int64)
+        for j in range(n_t):
+            sel = np.flatnonzero(code == j)
+            dist, nearest = _nearest(network, o_snap, f_snap.iloc[sel], nearest_limit)
+            dist_all[j * n_o : (j + 1) * n_o] = dist
+            found = nearest >= 0
+            who = np.full(n_o, -1, dtype=np.int64)
+            who[found] = sel[nearest[found]]
+            who_all[j * n_o : (j + 1) * n_o] = who
+        # Built column by column in one go: a city has millions of rows.
+        columns: dict[str, Any] = {
+            "origin": np.tile(o_snap.index.to_numpy(), n_t),
+            "type": np.repeat(np.asarray(wanted, dtype=object), n_o),
+            "distance_m": np.where(np.isfinite(dist_all), dist_all, np.nan),
+            "facility": _ids(facilities.index, who_all),
+            "method": np.full(n_t * n_o, NETWORK, dtype=object),
+            "snap_m": np.tile(o_snap["snap_m"].to_numpy(), n_t),
+            "too_far": np.tile(o_snap["too_far"].to_numpy(dtype=bool), n_t),
+        }
         for k, t in enumerate(thr):
-            piece[t.column] = counts[j, :, k]
-        pieces.append(piece)
-    table = pd.concat(pieces, ignore_index=True) if pieces else _empty(thr)
+            columns[t.column] = counts[:, :, k].reshape(-1)
+        del counts
+        table = pd.DataFrame(columns)
     table.attrs["far_facilities"] = f_snap.index[f_snap["too_far"].astype(bool)].tolist()
     return table
 
@@ -313,69 +322,71 @@ def _counts(
 
     Returns an array ``(n_types, n_origins, n_levels)``. Facilities (rows of ``f`` whose
     ``code`` is a type number; -1 is ignored) are taken tile by tile. A walk of at most
-    ``limit`` metres never leaves the disc of that radius around its start, so the bounded
-    Dijkstra of a tile's facilities runs on the nodes of the tile and of its neighbours
-    within ``limit`` only: exact, and small.
+    ``limit`` metres never leaves the disc of that radius around its start, so
+
+    - the bounded Dijkstra of a tile's facilities runs on the nodes of the tile and of its
+      neighbours within ``limit`` only, and
+    - only origins whose snapped point lies within ``limit`` in a straight line of a
+      facility's snapped point can be reached from it (found with a k-d tree).
+
+    Both cuts are exact.
     """
     n_o = len(o)
-    counts = np.zeros((n_types, n_o, levels.shape[0]), dtype=np.int32)
+    n_lv = levels.shape[0]
     used = np.flatnonzero(code >= 0)
     if used.shape[0] == 0 or n_o == 0:
-        return counts
+        return np.zeros((n_types, n_o, n_lv), dtype=np.int32)
     size = max(settings.tile_m, limit)
     ring = math.ceil(limit / size)
     base = network.node_xy.min(axis=0) - size
+    o_xy = o[["x", "y"]].to_numpy()
+    f_xy = f[["x", "y"]].to_numpy()[used]
     node_ij = _tiles(network.node_xy, base, size)
-    o_ij = _tiles(o[["x", "y"]].to_numpy(), base, size)
-    f_ij = _tiles(f[["x", "y"]].to_numpy()[used], base, size)
-    width = int(max(node_ij[:, 1].max(), o_ij[:, 1].max(), f_ij[:, 1].max())) + 2 * ring + 2
+    f_ij = _tiles(f_xy, base, size)
+    width = int(max(node_ij[:, 1].max(), f_ij[:, 1].max())) + 2 * ring + 2
     node_key = node_ij[:, 0] * width + node_ij[:, 1]
-    o_key = o_ij[:, 0] * width + o_ij[:, 1]
     f_key = f_ij[:, 0] * width + f_ij[:, 1]
     node_order = np.argsort(node_key, kind="stable")
     node_sorted = node_key[node_order]
-    o_order = np.argsort(o_key, kind="stable")
-    o_sorted = o_key[o_order]
     f_order = np.argsort(f_key, kind="stable")
     f_sorted = f_key[f_order]
+    o_tree = cKDTree(o_xy)
     glob2loc = np.full(network.n_nodes, -1, dtype=np.int64)
     o_edge_all = o["edge"].to_numpy()
     o_t_all = o["t"].to_numpy()
     o_x_all = o["extra"].to_numpy()
+    o_u_all = network.edge_u[o_edge_all]
+    o_v_all = network.edge_v[o_edge_all]
+    o_rest_all = network.edge_length[o_edge_all] - o_t_all
     f_edge_all = f["edge"].to_numpy()[used]
     f_t_all = f["t"].to_numpy()[used]
     f_x_all = f["extra"].to_numpy()[used]
     f_code = code[used]
+    # Histogram of (type, origin, level bin): a walk of d counts at every level >= d.
+    order = np.argsort(levels, kind="stable")
+    sorted_levels = levels[order]
+    hist = np.zeros(n_types * n_o * (n_lv + 1), dtype=np.int32)
     span = np.arange(-ring, ring + 1)
     offsets = (span[:, None] * width + span[None, :]).ravel()
-
-    def gather(order: NDArray[np.int64], keys: NDArray[np.int64], near: NDArray[np.int64]) -> Any:
-        lo = np.searchsorted(keys, near, side="left")
-        hi = np.searchsorted(keys, near, side="right")
-        return np.concatenate([order[a:b] for a, b in zip(lo, hi, strict=True)])
-
     tile_keys, tile_start = np.unique(f_sorted, return_index=True)
     tile_end = np.r_[tile_start[1:], f_sorted.shape[0]]
     for key, t0, t1 in zip(tile_keys, tile_start, tile_end, strict=True):
         near = key + offsets
-        rows = gather(o_order, o_sorted, near)
-        if rows.shape[0] == 0:
-            continue
-        nodes = gather(node_order, node_sorted, near)
+        lo = np.searchsorted(node_sorted, near, side="left")
+        hi = np.searchsorted(node_sorted, near, side="right")
+        nodes = np.concatenate([node_order[a:b] for a, b in zip(lo, hi, strict=True)])
         m = nodes.shape[0]
         glob2loc[nodes] = np.arange(m)
         sub = network.graph[nodes][:, nodes]
-        o_edge = o_edge_all[rows]
-        o_t = o_t_all[rows]
-        o_extra = o_x_all[rows]
-        # -1 (an endpoint outside the subgraph) reads the extra column of infinities.
-        lu = glob2loc[network.edge_u[o_edge]]
-        lv = glob2loc[network.edge_v[o_edge]]
-        o_rest = network.edge_length[o_edge] - o_t
         members = f_order[t0:t1]
         for start in range(0, members.shape[0], settings.batch):
             fi = members[start : start + settings.batch]
             k = fi.shape[0]
+            pairs = cKDTree(f_xy[fi]).sparse_distance_matrix(o_tree, limit, output_type="ndarray")
+            if pairs.shape[0] == 0:
+                continue
+            fk = pairs["i"].astype(np.int64)
+            ok = pairs["j"].astype(np.int64)
             fe, ft, fx = f_edge_all[fi], f_t_all[fi], f_x_all[fi]
             aug = _augment(
                 sub,
@@ -385,20 +396,28 @@ def _counts(
                 network.edge_length[fe] - ft + fx,
             )
             d = csgraph.dijkstra(aug, directed=True, indices=np.arange(m, m + k), limit=limit)
-            d = np.concatenate([d[:, :m], np.full((k, 1), np.inf)], axis=1)
-            dist = np.minimum(d[:, lu] + o_t, d[:, lv] + o_rest)
-            same = fe[:, None] == o_edge[None, :]
+            # -1 (a node outside the subgraph) reads the last column: a source, never reached
+            # from another source, so infinite except on the diagonal; mask it explicitly.
+            lu = glob2loc[o_u_all[ok]]
+            lv = glob2loc[o_v_all[ok]]
+            du = np.where(lu >= 0, d[fk, lu], np.inf)
+            dv = np.where(lv >= 0, d[fk, lv], np.inf)
+            dist = np.minimum(du + o_t_all[ok], dv + o_rest_all[ok])
+            same = fe[fk] == o_edge_all[ok]
             if same.any():
-                direct = np.abs(ft[:, None] - o_t[None, :]) + fx[:, None]
-                dist = np.where(same, np.minimum(dist, direct), dist)
-            dist += o_extra[None, :]
-            reach = dist <= limit
-            fk, ok = np.nonzero(reach)
-            if fk.shape[0] == 0:
+                direct = np.abs(ft[fk[same]] - o_t_all[ok[same]]) + fx[fk[same]]
+                dist[same] = np.minimum(dist[same], direct)
+            dist += o_x_all[ok]
+            hit = dist <= sorted_levels[-1]
+            if not hit.any():
                 continue
-            hit = (dist[fk, ok][:, None] <= levels[None, :]).astype(np.int32)
-            np.add.at(counts, (f_code[fi][fk], rows[ok]), hit)
+            bins = np.searchsorted(sorted_levels, dist[hit], side="left")
+            cell = (f_code[fi][fk[hit]] * n_o + ok[hit]) * (n_lv + 1) + bins
+            np.add.at(hist, cell, np.int32(1))  # same dtype: the fast path
         glob2loc[nodes] = -1
+    cum = np.cumsum(hist.reshape(n_types, n_o, n_lv + 1)[:, :, :n_lv], axis=2, dtype=np.int32)
+    counts = np.empty_like(cum)
+    counts[:, :, order] = cum
     return counts
 
 

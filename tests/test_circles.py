@@ -149,8 +149,8 @@ def test_nearest_facility_is_within_a_level_exactly_when_the_count_is_positive(
         assert np.array_equal(within, table[t.column].to_numpy() > 0), t.column
 
 
-def test_counting_by_small_tiles_gives_the_same_counts(demo: dict[str, Any]) -> None:
-    small = CircleSettings(tile_m=250.0, batch=3)
+def test_counting_by_tiles_and_batches_gives_the_same_counts(demo: dict[str, Any]) -> None:
+    small = CircleSettings(tile_m=10_000.0, batch=3)
     table = coverage(demo["origins"], demo["pois"], demo["network"], settings=small)
     cols = [t.column for t in thresholds()]
     assert table[cols].to_numpy().tolist() == demo["table"][cols].to_numpy().tolist()
