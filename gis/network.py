@@ -392,42 +392,51 @@ class WalkNetwork:
         seg[inp[first]] = cand[first]
         return seg
 
-    def _nearest_segment(self, pxy: FloatArray, radius: float = 25.0) -> IntArray:
+    def _nearest_segment(
+        self, pxy: FloatArray, radii: tuple[float, ...] = (25.0, 100.0)
+    ) -> IntArray:
         """Index of the nearest segment of every point (ties: the first candidate found).
 
-        Segments whose boxes meet a square of ``radius`` around a point are measured
-        exactly; points with nothing that close fall back to the tree's nearest search.
+        Segments whose boxes meet a square of each radius in turn around a point are
+        measured exactly; points with nothing that close fall back to the tree's nearest
+        search.
         """
-        n = pxy.shape[0]
+        seg = np.full(pxy.shape[0], -1, dtype=np.int64)
+        rest = np.arange(pxy.shape[0])
+        for radius in radii:
+            found = self._nearest_within(pxy[rest], radius)
+            seg[rest] = found
+            rest = rest[found < 0]
+            if rest.shape[0] == 0:
+                return seg
+        (inp2, hit), _ = self._tree.query_nearest(
+            shapely.points(pxy[rest]), return_distance=True, all_matches=False
+        )
+        seg[rest[inp2]] = hit
+        return seg
+
+    def _nearest_within(self, pxy: FloatArray, radius: float) -> IntArray:
+        """Nearest segment of every point when it lies within ``radius``, else -1."""
         boxes = shapely.box(
             pxy[:, 0] - radius, pxy[:, 1] - radius, pxy[:, 0] + radius, pxy[:, 1] + radius
         )
         inp, cand = self._tree.query(boxes)
-        a = self._seg_a[cand]
-        d = self._seg_b[cand] - a
-        p = pxy[inp]
-        frac = np.clip(((p - a) * d).sum(axis=1) / (d * d).sum(axis=1), 0.0, 1.0)
-        dist = np.hypot(*(p - a - frac[:, None] * d).T)
-        seg = np.full(n, -1, dtype=np.int64)
-        if inp.shape[0]:
-            if (np.diff(inp) < 0).any():
-                order = np.argsort(inp, kind="stable")
-                inp, cand, dist = inp[order], cand[order], dist[order]
-            new_point = np.r_[True, inp[1:] != inp[:-1]]
-            starts = np.flatnonzero(new_point)
-            group = np.cumsum(new_point) - 1
-            is_best = dist == np.minimum.reduceat(dist, starts)[group]
-            before = np.cumsum(is_best) - is_best
-            first = is_best & (before == before[starts][group])
-            # Only a hit within the radius is sure to be the nearest of all segments.
-            sure = first & (dist <= radius)
-            seg[inp[sure]] = cand[sure]
-        rest = np.flatnonzero(seg < 0)
-        if rest.shape[0]:
-            (inp2, hit), _ = self._tree.query_nearest(
-                shapely.points(pxy[rest]), return_distance=True, all_matches=False
-            )
-            seg[rest[inp2]] = hit
+        seg = np.full(pxy.shape[0], -1, dtype=np.int64)
+        if inp.shape[0] == 0:
+            return seg
+        _, dist = self._project(pxy[inp], cand)
+        if (np.diff(inp) < 0).any():
+            order = np.argsort(inp, kind="stable")
+            inp, cand, dist = inp[order], cand[order], dist[order]
+        new_point = np.r_[True, inp[1:] != inp[:-1]]
+        starts = np.flatnonzero(new_point)
+        group = np.cumsum(new_point) - 1
+        is_best = dist == np.minimum.reduceat(dist, starts)[group]
+        before = np.cumsum(is_best) - is_best
+        first = is_best & (before == before[starts][group])
+        # Only a hit within the radius is sure to be the nearest of all segments.
+        sure = first & (dist <= radius)
+        seg[inp[sure]] = cand[sure]
         return seg
 
     def close_gates(self, ids: Iterable[Any]) -> WalkNetwork:
