@@ -15,7 +15,7 @@ from sqlalchemy import Connection, text
 from gis.cases.calendar import WorkingCalendar
 from gis.cases.categories import TimeLimit
 from gis.cases.indicators import indicators
-from gis.cases.workflow import apply_transition, get_case
+from gis.cases.workflow import apply_transition, get_case, overdue_case_ids
 from gis.errors import InputError
 
 TZ = dt.timezone(dt.timedelta(hours=8))
@@ -374,3 +374,8 @@ def test_a_later_period_sees_the_demolition_due(
 def test_unknown_group_dimension_is_rejected(connection: Connection) -> None:
     with pytest.raises(InputError, match="group_by"):
         indicators(connection, group_by=("street; DROP TABLE cases",), **WEEK)
+
+
+def test_overdue_cases_at_the_end_of_monday(connection: Connection, week: dict[str, int]) -> None:
+    # Mon 28 18:00: G (due 17:00) is the only open case past its deadline; I is parked
+    assert overdue_case_ids(connection, now=t(28, "18:00")) == [week["G"]]

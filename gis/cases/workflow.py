@@ -15,6 +15,10 @@ Roles: ``staff`` (command centre 指挥中心), ``department`` (责任部门), `
 savepoint, guarded by the case's ``version``: of two actors acting on the same version, the
 first wins and the second gets :class:`gis.errors.ConflictError`. The transition log is never
 updated or deleted (a database trigger refuses it).
+
+Dispatch computes the deadline from the category's time limit (``gis.cases.deadlines``); a
+re-dispatch after a return restarts the clock for the new receiver; an approved extension moves
+the deadline by the requested limit.
 """
 
 from __future__ import annotations
@@ -435,3 +439,24 @@ def apply_transition(
             },
         )
     return get_case(connection, case_id, now=moment, calendar=calendar)
+
+
+def overdue_case_ids(connection: Connection, *, now: dt.datetime, limit: int = 1000) -> list[int]:
+    """Return the ids of open cases past their deadline at ``now``, most overdue first.
+
+    Open means dispatched and not closed, voided or parked. Raises :class:`InputError` naming
+    ``now`` for a naive datetime and ``limit`` when it is not positive.
+    """
+    if now.tzinfo is None:
+        raise InputError("now", "a time zone is required")
+    if limit <= 0:
+        raise InputError("limit", "must be positive")
+    rows = connection.execute(
+        text(
+            "SELECT id FROM cases WHERE deadline < :now AND closed_at IS NULL"
+            " AND status NOT IN ('voided', 'parked', 'closed', 'evaluated')"
+            " ORDER BY deadline, id LIMIT :limit"
+        ),
+        {"now": now, "limit": limit},
+    )
+    return [int(r[0]) for r in rows]
