@@ -16,7 +16,7 @@ computed exactly from the two edge endpoints.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class _Sources:
     gate_ids: NDArray[np.object_]
     tolerance_m: float
     gate_radius_m: float
+    max_snap_m: float
 
 
 @dataclass
@@ -203,6 +204,7 @@ class WalkNetwork:
             gate_ids=gate_ids,
             tolerance_m=settings.tolerance_m,
             gate_radius_m=settings.gate_radius_m,
+            max_snap_m=settings.max_snap_m,
         )
         return cls._build(work_crs, sources, rejected)
 
@@ -288,7 +290,9 @@ class WalkNetwork:
         )
         return table.sort_values("length_m", ascending=False, ignore_index=True)
 
-    def snap(self, points: gpd.GeoSeries | gpd.GeoDataFrame, *, max_snap_m: float = 200.0) -> Snap:
+    def snap(
+        self, points: gpd.GeoSeries | gpd.GeoDataFrame, *, max_snap_m: float | None = None
+    ) -> Snap:
         """Snap points to the nearest point on the nearest edge.
 
         Parameters
@@ -296,7 +300,8 @@ class WalkNetwork:
         points
             Points in any set CRS (transformed to the network CRS).
         max_snap_m
-            Points farther than this (metres) from every edge are flagged ``too_far``.
+            Points farther than this (metres) from every edge are flagged ``too_far``;
+            by default the ``max_snap_m`` of the network's settings (200 m).
 
         A point never snaps across a wall or fence: its snap leg (the straight walk from
         the point to the network) may not cross a barrier, so a stairwell inside a walled
@@ -325,8 +330,10 @@ class WalkNetwork:
         if bad.any():
             row = geo.index[int(np.flatnonzero(bad)[0])]
             raise InputError(f"points[{row}]", "not a point geometry")
+        if max_snap_m is None:
+            max_snap_m = self._sources.max_snap_m
         if len(arr) == 0:
-            return Snap(pd.DataFrame(columns=list(Snap.COLUMNS)))
+            return Snap(_empty_snap(geo.index))
         pxy = shapely.get_coordinates(arr)
         seg = self._nearest_segment(pxy)
         crosses = np.zeros(len(arr), dtype=bool)
@@ -468,14 +475,42 @@ class WalkNetwork:
             raise InputError("ids", f"no gate with id {missing[0]!r}")
         closed = np.isin(src.gate_ids, np.asarray(wanted, dtype=object))
         rings = shapely.boundary(shapely.buffer(src.gates[closed], src.gate_radius_m))
-        new = _Sources(
-            lines=src.lines,
-            line_ids=src.line_ids,
+        new = replace(
+            src,
             barriers=np.concatenate([src.barriers, np.asarray(rings, dtype=object)]),
             gates=src.gates[~closed],
             gate_ids=src.gate_ids[~closed],
-            tolerance_m=src.tolerance_m,
-            gate_radius_m=src.gate_radius_m,
+        )
+        return WalkNetwork._build(self.crs, new, self.rejected)
+
+    def add_gates(self, gates: gpd.GeoDataFrame) -> WalkNetwork:
+        """Return the network with more gates (a what-if: a new opening in a wall).
+
+        Parameters
+        ----------
+        gates
+            Gate points in any set CRS; their index values become gate ids.
+
+        Returns
+        -------
+        WalkNetwork
+            A new network; this one is unchanged. Ways crossing a wall within
+            ``gate_radius_m`` of a new gate pass through it.
+
+        Raises
+        ------
+        InputError
+            If ``gates`` has no CRS, or an id is already taken (field ``gates``).
+        """
+        src = self._sources
+        geoms, ids = _gate_points(gates, self.crs)
+        taken = set(src.gate_ids.tolist()) & set(ids.tolist())
+        if taken:
+            raise InputError("gates", f"gate id {sorted(taken, key=str)[0]!r} already exists")
+        new = replace(
+            src,
+            gates=np.concatenate([src.gates, geoms]),
+            gate_ids=np.concatenate([src.gate_ids, ids]),
         )
         return WalkNetwork._build(self.crs, new, self.rejected)
 
@@ -491,6 +526,12 @@ class Snap:
         """Return the points farther than the snapping limit, farthest first."""
         far = self.frame.loc[self.frame["too_far"].astype(bool), ["snap_m"]]
         return far.sort_values("snap_m", ascending=False)
+
+
+def _empty_snap(index: pd.Index) -> pd.DataFrame:
+    dtypes = {"edge": "int64", "t": "float64", "snap_m": "float64", "x": "float64"}
+    dtypes |= {"y": "float64", "component": "int64", "too_far": "bool", "crosses_barrier": "bool"}
+    return pd.DataFrame({c: pd.Series([], dtype=dtypes[c]) for c in Snap.COLUMNS}, index=index)
 
 
 def _unique_rows(keys: IntArray) -> tuple[IntArray, IntArray]:

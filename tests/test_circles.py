@@ -236,6 +236,13 @@ def test_far_facilities_and_origins_are_reported() -> None:
     assert table.groupby("origin")["too_far"].first().tolist() == [False, True]
 
 
+def test_no_origins_give_an_empty_table() -> None:
+    network, shops = _line_world()
+    table = coverage(gpd.GeoSeries([], crs=UTM50), shops, network)
+    assert len(table) == 0
+    assert "count_elderly_15" in table.columns
+
+
 def test_missing_type_column_names_the_parameter() -> None:
     network, shops = _line_world()
     homes = gpd.GeoSeries([Point(X0, Y0)], crs=UTM50)

@@ -229,6 +229,29 @@ def test_private_compound_ways_can_be_kept() -> None:
     assert kept.n_edges == 2
 
 
+def test_adding_a_gate_opens_the_compound() -> None:
+    streets, walls, _ = _compound(gate=False)
+    walled = WalkNetwork.from_lines(streets, barriers=walls)
+    gate = _points([(60, 20)])
+    gate.index = ["new_gate"]
+    opened = walled.add_gates(gate)
+    assert _distance(walled, (101, 60), (100, -5)) == np.inf
+    assert _distance(opened, (101, 60), (100, -5)) == pytest.approx(160.0)
+
+
+def test_snap_limit_defaults_to_the_network_settings() -> None:
+    streets = _lines([[(0, 0), (100, 0)]])
+    net = WalkNetwork.from_lines(streets, settings=NetworkSettings(max_snap_m=30.0))
+    assert net.snap(_points([(50, 20), (50, 40)])).frame["too_far"].tolist() == [False, True]
+
+
+def test_snapping_no_points_gives_an_empty_typed_table() -> None:
+    net = WalkNetwork.from_lines(_lines([[(0, 0), (100, 0)]]))
+    frame = net.snap(_points([])).frame
+    assert len(frame) == 0
+    assert frame["edge"].dtype == np.int64
+
+
 def test_closing_an_unknown_gate_names_the_field() -> None:
     streets, walls, gates = _compound(gate=True)
     walled = WalkNetwork.from_lines(streets, barriers=walls, gates=gates)
