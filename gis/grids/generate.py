@@ -184,7 +184,9 @@ def blocks(polygon: Any, streets: npt.NDArray[Any]) -> npt.NDArray[Any]:
         # (a line projected from degrees misses the boundary by centimetres); the faces outside
         # are dropped below and hair-thin ones inside absorbed.
         lines.append(shapely.intersection(shapely.union_all(streets), polygon.buffer(2.0)))
-    parts = shapely.get_parts(shapely.union_all(lines))
+    # Snap-rounding to 1 mm nodes nearly coincident lines (a road drawn on the boundary)
+    # robustly; without it, polygonize loses faces next to them.
+    parts = shapely.get_parts(shapely.union_all(lines, grid_size=0.001))
     parts = parts[shapely.get_type_id(parts) == 1]  # LineStrings only: drop stray points
     faces = shapely.get_parts(shapely.polygonize(parts))
     if not len(faces):
@@ -562,7 +564,25 @@ def _exact_wgs84(
         wgs = shapely.difference(wgs, shapely.union_all(groups_wgs))
         for r in np.unique(grp_cell[grp_cell >= 0]):
             wgs[r] = shapely.union_all(np.concatenate([[wgs[r]], groups_wgs[grp_cell == r]]))
-    return _valid_polygons(wgs)
+    return _valid_polygons(_fill_slivers(_valid_polygons(wgs), com.polygon_wgs))
+
+
+def _fill_slivers(cells: npt.NDArray[Any], polygon: Any, *, eps: float = 2e-7) -> npt.NDArray[Any]:
+    """Give the hair-thin rest of ``polygon`` not covered by cells to the cells along it.
+
+    Each cell takes the part of the rest within ``eps`` (degrees, about 2 cm) of it, so a
+    sliver running along several cells is shared among them rather than wrapped around one.
+    """
+    rest = shapely.difference(polygon, shapely.union_all(cells))
+    if shapely.is_empty(rest) or shapely.area(rest) == 0:
+        return cells
+    cells = cells.copy()
+    for i in shapely.STRtree(cells).query(rest.buffer(eps), predicate="intersects").tolist():
+        part = shapely.intersection(rest, shapely.buffer(cells[i], eps))
+        if shapely.area(part) > 0:
+            cells[i] = shapely.union(cells[i], part)
+            rest = shapely.difference(rest, part)
+    return cells
 
 
 def generate_cells(
