@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,11 @@ def _validate_geometries(geometries: Any) -> npt.NDArray[np.object_]:
     if geoms.ndim != 1 or geoms.size == 0:
         msg = "expected a non-empty sequence of polygons"
         raise InputError("geometries", msg)
-    ok_type = np.array([isinstance(g, shapely.Polygon | shapely.MultiPolygon) for g in geoms])
+    try:
+        # 3 = Polygon, 6 = MultiPolygon; anything that is not a geometry fails the check.
+        ok_type = np.isin(shapely.get_type_id(geoms), (3, 6))
+    except TypeError:
+        ok_type = np.array([isinstance(g, shapely.Polygon | shapely.MultiPolygon) for g in geoms])
     if not ok_type.all():
         row = int(np.flatnonzero(~ok_type)[0])
         msg = f"row {row}: expected a Polygon or MultiPolygon, got {type(geoms[row]).__name__}"
@@ -164,7 +169,9 @@ class CellIndex:
             float(bounds[:, 3].max()),
         )
         self._build_raster(bounds, buckets_per_cell, max_buckets)
-        self._build_metric()
+        self._epsg = utm_epsg(
+            (self._extent[0] + self._extent[2]) / 2.0, (self._extent[1] + self._extent[3]) / 2.0
+        )
 
     @classmethod
     def from_geometries(
@@ -230,32 +237,7 @@ class CellIndex:
         u = (coords[:, 0] - x0) / dx
         v = (coords[:, 1] - y0) / dy
         ua, va, ub, vb = u[:-1][same], v[:-1][same], u[1:][same], v[1:][same]
-        # Cut each segment into pieces no longer than one bucket along either axis; each piece's
-        # (margin-widened) bounding box then touches at most 3 x 3 buckets, and together the
-        # boxes cover every bucket the segment passes through.
-        pieces = np.maximum(np.ceil(np.maximum(np.abs(ub - ua), np.abs(vb - va))), 1).astype(
-            np.int64
-        )
-        seg = np.repeat(np.arange(pieces.size), pieces)
-        start = np.repeat(np.cumsum(pieces) - pieces, pieces)
-        k = (np.arange(seg.size) - start).astype(np.float64)
-        total = pieces[seg].astype(np.float64)
-        du = (ub - ua)[seg]
-        dv = (vb - va)[seg]
-        pu0 = ua[seg] + du * (k / total)
-        pv0 = va[seg] + dv * (k / total)
-        pu1 = ua[seg] + du * ((k + 1.0) / total)
-        pv1 = va[seg] + dv * ((k + 1.0) / total)
-        i_lo = np.clip(np.floor(np.minimum(pu0, pu1) - _EPS), 0, nx - 1).astype(np.int64)
-        i_hi = np.clip(np.floor(np.maximum(pu0, pu1) + _EPS), 0, nx - 1).astype(np.int64)
-        j_lo = np.clip(np.floor(np.minimum(pv0, pv1) - _EPS), 0, ny - 1).astype(np.int64)
-        j_hi = np.clip(np.floor(np.maximum(pv0, pv1) + _EPS), 0, ny - 1).astype(np.int64)
-        wide = i_hi - i_lo + 1
-        marks = wide * (j_hi - j_lo + 1)
-        piece = np.repeat(np.arange(marks.size), marks)
-        local = np.arange(piece.size) - np.repeat(np.cumsum(marks) - marks, marks)
-        wide_p = wide[piece]
-        mixed.ravel()[(j_lo[piece] + local // wide_p) * nx + i_lo[piece] + local % wide_p] = True
+        self._mark_segments(mixed, ua, va, ub, vb)
 
         labels, count_regions = ndimage.label(~mixed)
         flat = labels.ravel()
@@ -274,10 +256,55 @@ class CellIndex:
             np.asarray(x0 + (ix + 0.5) * dx, np.float64),
             np.asarray(y0 + (iy + 0.5) * dy, np.float64),
             self._tile_of(ix, iy),
+            count=True,
         )
         self._bucket_cell = region_cell[flat].astype(np.int32)
         # Regions covered by two cells or more exist only where cells overlap.
-        self._overlapping = bool((covers >= 2).any())
+        self._overlapping = covers is not None and bool((covers >= 2).any())
+
+    @staticmethod
+    def _mark_segments(
+        mixed: npt.NDArray[np.bool_],
+        ua: FloatArray,
+        va: FloatArray,
+        ub: FloatArray,
+        vb: FloatArray,
+    ) -> None:
+        """Mark every bucket a segment passes within ``_EPS`` buckets of (a widened supercover).
+
+        Coordinates are in bucket units. Each segment is walked along its major axis one
+        bucket column at a time; in a column the segment spans at most two rows (slope <= 1),
+        widened by the margin.
+        """
+        ny, nx = mixed.shape
+        major_u = np.abs(ub - ua) >= np.abs(vb - va)
+        a0 = np.where(major_u, ua, va)
+        a1 = np.where(major_u, ub, vb)
+        b0 = np.where(major_u, va, ua)
+        b1 = np.where(major_u, vb, ub)
+        flip = a0 > a1
+        a0, a1 = np.where(flip, a1, a0), np.where(flip, a0, a1)
+        b0, b1 = np.where(flip, b1, b0), np.where(flip, b0, b1)
+        length = a1 - a0
+        slope = np.divide(b1 - b0, length, out=np.zeros_like(length), where=length > 0)
+        c_lo = np.floor(a0 - _EPS).astype(np.int64)
+        columns = np.floor(a1 + _EPS).astype(np.int64) - c_lo + 1
+        seg = np.repeat(np.arange(columns.size), columns)
+        col = c_lo[seg] + (np.arange(seg.size) - np.repeat(np.cumsum(columns) - columns, columns))
+        a0s, b0s, slope_s = a0[seg], b0[seg], slope[seg]
+        lo = np.maximum(col - _EPS, a0s) - a0s
+        hi = np.minimum(col + 1 + _EPS, a1[seg]) - a0s
+        b_lo = b0s + slope_s * lo
+        b_hi = b0s + slope_s * hi
+        r_lo = np.floor(np.minimum(b_lo, b_hi) - _EPS).astype(np.int64)
+        rows = np.floor(np.maximum(b_lo, b_hi) + _EPS).astype(np.int64) - r_lo + 1
+        mark = np.repeat(np.arange(rows.size), rows)
+        row = r_lo[mark] + (np.arange(mark.size) - np.repeat(np.cumsum(rows) - rows, rows))
+        col = col[mark]
+        along_u = major_u[seg[mark]]
+        i = np.clip(np.where(along_u, col, row), 0, nx - 1)
+        j = np.clip(np.where(along_u, row, col), 0, ny - 1)
+        mixed.ravel()[j * nx + i] = True
 
     def _build_tiles(self) -> None:
         """Candidate cells per tile of _TILE x _TILE buckets: cells whose bbox meets the tile."""
@@ -305,29 +332,31 @@ class CellIndex:
     def _tile_of(self, ix: IntArray, iy: IntArray) -> IntArray:
         return np.asarray((iy // _TILE) * self._tiles_x + ix // _TILE, dtype=np.int64)
 
-    def _build_metric(self) -> None:
-        x0, y0, x1, y1 = self._extent
-        self._epsg = utm_epsg((x0 + x1) / 2.0, (y0 + y1) / 2.0)
-        self._to_utm = Transformer.from_crs(4326, self._epsg, always_xy=True)
-        self._utm_geoms = shapely.transform(
-            self._geoms, lambda xy: np.column_stack(self._to_utm.transform(xy[:, 0], xy[:, 1]))
+    @cached_property
+    def _metric(self) -> tuple[Transformer, npt.NDArray[np.object_], shapely.STRtree]:
+        """The cells in UTM metres and their tree, built on first use by :meth:`near_boundary`."""
+        to_utm = Transformer.from_crs(4326, self._epsg, always_xy=True)
+        utm_geoms = shapely.transform(
+            self._geoms, lambda xy: np.column_stack(to_utm.transform(xy[:, 0], xy[:, 1]))
         )
-        self._utm_tree = shapely.STRtree(self._utm_geoms)
+        return to_utm, utm_geoms, shapely.STRtree(utm_geoms)
 
     # -- queries ------------------------------------------------------------------------------
 
     def _assign_exact(
-        self, x: FloatArray, y: FloatArray, tile: IntArray
-    ) -> tuple[IntArray, IntArray]:
+        self, x: FloatArray, y: FloatArray, tile: IntArray, *, count: bool = False
+    ) -> tuple[IntArray, IntArray | None]:
         """Covers test on the tile's bbox candidates, in id order: the first hit wins.
 
-        Returns the cell per point and the number of cells covering it.
+        Returns the cell per point and, with ``count``, the number of cells covering it.
+        Without ``count``, candidates are tested in rounds (first candidate of every point,
+        then the second of those still unresolved...), so most points need one test.
         """
         start = self._tile_ptr[tile]
-        count = self._tile_ptr[tile + 1] - start
-        point = np.repeat(np.arange(x.size), count)
-        local = np.arange(point.size) - np.repeat(np.cumsum(count) - count, count)
-        cell = self._tile_cells[np.repeat(start, count) + local]
+        per_point = self._tile_ptr[tile + 1] - start
+        point = np.repeat(np.arange(x.size), per_point)
+        local = np.arange(point.size) - np.repeat(np.cumsum(per_point) - per_point, per_point)
+        cell = self._tile_cells[np.repeat(start, per_point) + local]
         px, py = x[point], y[point]
         near = (
             (px >= self._bx0[cell])
@@ -335,14 +364,25 @@ class CellIndex:
             & (py >= self._by0[cell])
             & (py <= self._by1[cell])
         )
-        point, cell = point[near], cell[near]
-        hit = shapely.intersects_xy(self._geoms[cell], px[near], py[near])
-        point, cell = point[hit], cell[hit]
-        first = np.ones(point.size, dtype=bool)
-        first[1:] = point[1:] != point[:-1]
+        point, cell, px, py = point[near], cell[near], px[near], py[near]
         result = np.full(x.size, -1, dtype=np.int64)
-        result[point[first]] = cell[first]
-        return result, np.bincount(point, minlength=x.size).astype(np.int64)
+        if count:
+            hit = shapely.intersects_xy(self._geoms[cell], px, py)
+            point, cell = point[hit], cell[hit]
+            first = np.ones(point.size, dtype=bool)
+            first[1:] = point[1:] != point[:-1]
+            result[point[first]] = cell[first]
+            return result, np.bincount(point, minlength=x.size).astype(np.int64)
+        group = np.flatnonzero(np.r_[True, point[1:] != point[:-1]]) if point.size else point
+        sizes = np.diff(np.r_[group, point.size])
+        rank_in_group = np.arange(point.size) - np.repeat(group, sizes)
+        pending = np.ones(x.size, dtype=bool)
+        for k in range(int(sizes.max()) if sizes.size else 0):
+            sel = np.flatnonzero((rank_in_group == k) & pending[point])
+            hit = sel[shapely.intersects_xy(self._geoms[cell[sel]], px[sel], py[sel])]
+            result[point[hit]] = cell[hit]
+            pending[point[hit]] = False
+        return result, None
 
     def assign(
         self,
@@ -445,13 +485,14 @@ class CellIndex:
         finite = np.flatnonzero(wanted)
         if finite.size == 0:
             return NearBoundary(other, distance)
-        ux, uy = self._to_utm.transform(x[finite], y[finite])
+        to_utm, utm_geoms, utm_tree = self._metric
+        ux, uy = to_utm.transform(x[finite], y[finite])
         points = shapely.points(ux, uy)
-        pi, ci = self._utm_tree.query(points, predicate="dwithin", distance=threshold_m)
+        pi, ci = utm_tree.query(points, predicate="dwithin", distance=threshold_m)
         keep = ci != own[finite][pi]
         pi, ci = pi[keep], ci[keep]
         if pi.size:
-            d = shapely.distance(self._utm_geoms[ci], points[pi])
+            d = shapely.distance(utm_geoms[ci], points[pi])
             sort = np.lexsort((self._rank[ci], d, pi))
             pi, ci, d = pi[sort], ci[sort], d[sort]
             first = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
