@@ -282,9 +282,21 @@ class CellIndex:
         a1 = np.where(major_u, ub, vb)
         b0 = np.where(major_u, va, ua)
         b1 = np.where(major_u, vb, ub)
-        flip = a0 > a1
+        flip = (a0 > a1) | ((a0 == a1) & (b0 > b1))
         a0, a1 = np.where(flip, a1, a0), np.where(flip, a0, a1)
         b0, b1 = np.where(flip, b1, b0), np.where(flip, b0, b1)
+        # An edge shared by two cells appears once per ring: walk it once.
+        order = np.lexsort((b1, a1, b0, a0, major_u))
+        a0, b0, a1, b1, major_u = a0[order], b0[order], a1[order], b1[order], major_u[order]
+        keep = np.ones(order.size, dtype=bool)
+        keep[1:] = (
+            (a0[1:] != a0[:-1])
+            | (b0[1:] != b0[:-1])
+            | (a1[1:] != a1[:-1])
+            | (b1[1:] != b1[:-1])
+            | (major_u[1:] != major_u[:-1])
+        )
+        a0, b0, a1, b1, major_u = a0[keep], b0[keep], a1[keep], b1[keep], major_u[keep]
         length = a1 - a0
         slope = np.divide(b1 - b0, length, out=np.zeros_like(length), where=length > 0)
         c_lo = np.floor(a0 - _EPS).astype(np.int64)
@@ -320,12 +332,14 @@ class CellIndex:
         i_lo, i_hi, j_lo, j_hi = (a.astype(np.int64) for a in (i_lo, i_hi, j_lo, j_hi))
         wide = i_hi - i_lo + 1
         count = wide * (j_hi - j_lo + 1)
-        cell = np.repeat(np.arange(count.size), count)
-        local = np.arange(cell.size) - np.repeat(np.cumsum(count) - count, count)
+        # Cells enumerated in id order; a stable sort by tile keeps that order within each tile,
+        # so the first covering candidate of a tile is the answer.
+        cell = np.repeat(self._order, count[self._order])
+        local = np.arange(cell.size) - np.repeat(
+            np.cumsum(count[self._order]) - count[self._order], count[self._order]
+        )
         tile = (j_lo[cell] + local // wide[cell]) * self._tiles_x + i_lo[cell] + local % wide[cell]
-        # Within a tile, candidates in id order: the first covering one is the answer.
-        order = np.lexsort((self._rank[cell], tile))
-        self._tile_cells = cell[order]
+        self._tile_cells = cell[np.argsort(tile, kind="stable")]
         per_tile = np.bincount(tile, minlength=self._tiles_x * tiles_y)
         self._tile_ptr = np.concatenate(([0], np.cumsum(per_tile))).astype(np.int64)
 
