@@ -302,8 +302,17 @@ def load(url: str, cases: pd.DataFrame, transitions: pd.DataFrame, grids: int) -
             " FROM generate_series(1, %(g)s) b, generate_series(1, 2) u",
             {"g": grids},
         )
+        # Bulk load: check the foreign key and build the secondary index once, after COPY,
+        # instead of row by row; the schema is the migrated one again afterwards.
+        conn.execute("ALTER TABLE case_transition DROP CONSTRAINT case_transition_case_id_fkey")
+        conn.execute("DROP INDEX ix_case_transition_action_at")
         copy_frame(conn, "cases", cases)
         copy_frame(conn, "case_transition", transitions)
+        conn.execute(
+            "ALTER TABLE case_transition ADD CONSTRAINT case_transition_case_id_fkey"
+            " FOREIGN KEY (case_id) REFERENCES cases (id) ON DELETE RESTRICT"
+        )
+        conn.execute("CREATE INDEX ix_case_transition_action_at ON case_transition (action, at)")
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
@@ -417,6 +426,7 @@ def main() -> None:
     parser.add_argument("--grids", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--keep", action="store_true", help="keep the cluster (prints its home)")
     args = parser.parse_args()
     rng = np.random.default_rng(SEED)
 
@@ -448,7 +458,11 @@ def main() -> None:
         engine.dispose()
         reference, read_s, compute_s = pandas_indicators(url)
     finally:
-        cluster.destroy()
+        if args.keep:
+            print(f"cluster kept: {home} ({cluster.url()})")
+            cluster.stop()
+        else:
+            cluster.destroy()
 
     ours = pd.DataFrame(
         [

@@ -45,15 +45,16 @@ from sqlalchemy import Connection, text
 
 from gis.errors import InputError
 
-# Whitelisted group dimensions: expression over the case rows (c: cases, g: grid,
-# cm: community, sd: subdistrict) and over the household rows (None: no place).
-_DIMENSIONS: dict[str, tuple[str, str | None]] = {
-    "grid": ("g.code", "g.code"),
-    "community": ("cm.code", "cm.code"),
-    "subdistrict": ("sd.code", "sd.code"),
-    "worker": ("c.worker_id::text", "g.worker_id::text"),
-    "department": ("c.department", None),
-    "category": ("c.category_code", None),
+# Whitelisted group dimensions: the case column it needs, its expression over the per-group
+# rows (r: rows aggregated by case columns, g: grid, cm: community, sd: subdistrict) and over
+# the household rows (None: the dimension has no place).
+_DIMENSIONS: dict[str, tuple[str, str, str | None]] = {
+    "grid": ("grid_id", "g.code", "g.code"),
+    "community": ("grid_id", "cm.code", "cm.code"),
+    "subdistrict": ("grid_id", "sd.code", "sd.code"),
+    "worker": ("worker_id", "r.worker_id::text", "g.worker_id::text"),
+    "department": ("department", "r.department", None),
+    "category": ("category_code", "r.category_code", None),
 }
 GROUPS = tuple(_DIMENSIONS)
 
@@ -85,18 +86,24 @@ def _ratio(numerator: int, denominator: int | None, scale: float = 1.0) -> float
 
 
 def _query(group_by: Sequence[str]) -> str:
-    case_keys = [_DIMENSIONS[d][0] for d in group_by]
-    place = [d for d in group_by if _DIMENSIONS[d][1] is not None]
-    keys = ", ".join(f"{expr} AS k{i}" for i, expr in enumerate(case_keys)) or "NULL AS k0"
-    group = ", ".join(f"k{i}" for i in range(len(group_by))) or "k0"
+    # Identifiers and expressions come from the _DIMENSIONS whitelist only.
+    base = sorted({_DIMENSIONS[d][0] for d in group_by})
+    cols = "".join(f"c.{b}, " for b in base)
+    dispatch_cols = "".join(
+        "d.receiver AS department, " if b == "department" else f"c.{b}, " for b in base
+    )
+    base_group = ", ".join(f"{i + 1}" for i in range(len(base))) or "()"
+    keys = ", ".join(f"{_DIMENSIONS[d][1]} AS k{i}" for i, d in enumerate(group_by))
+    group = ", ".join(f"k{i}" for i in range(len(group_by))) or "()"
+    order = ", ".join(f"k{i}" for i in range(len(group_by))) or "1"
+    place = [d for d in group_by if _DIMENSIONS[d][2] is not None]
     households = "NULL::bigint"
     household_cte = ""
     if len(place) == 1:
-        expr = _DIMENSIONS[place[0]][1]
-        index = group_by.index(place[0])
+        index = list(group_by).index(place[0])
         household_cte = f""",
         hh AS (
-            SELECT {expr} AS hk, sum(s.households) AS households
+            SELECT {_DIMENSIONS[place[0]][2]} AS hk, sum(s.households) AS households
             FROM stairwell s
             JOIN building b ON b.id = s.building_id
             JOIN grid g ON g.id = b.grid_id
@@ -105,35 +112,19 @@ def _query(group_by: Sequence[str]) -> str:
             GROUP BY 1
         )"""  # noqa: S608 (whitelisted expression)
         households = f"(SELECT households FROM hh WHERE hh.hk = a.k{index})"  # noqa: S608
-    # Identifiers and expressions above come from the _DIMENSIONS whitelist only.
+    joins = ""
+    if "grid_id" in base:
+        joins = (
+            " LEFT JOIN grid g ON g.id = r.grid_id"
+            " LEFT JOIN community cm ON cm.id = g.community_id"
+            " LEFT JOIN subdistrict sd ON sd.id = cm.subdistrict_id"
+        )
+    # A case that was never returned has had at most one dispatch, at dispatched_at, to the
+    # department on the case: counted from the case row. The few returned cases are counted
+    # dispatch by dispatch from their history (receiver and return of each dispatch).
     return f"""
-        WITH rows AS (
-            SELECT c.id, c.grid_id, c.department, c.worker_id, c.category_code,
-                   (c.filed_at >= :start AND c.filed_at < :end) AS filed,
-                   (c.deadline >= :start AND c.deadline < :end
-                    AND c.status NOT IN ('voided', 'parked')) AS due,
-                   (c.closed_at < :end) AS closed,
-                   (c.closed_at <= c.deadline) AS on_time,
-                   0 AS dispatches, 0 AS returned
-            FROM cases c
-            WHERE (c.filed_at >= :start AND c.filed_at < :end)
-               OR (c.deadline >= :start AND c.deadline < :end)
-            UNION ALL
-            SELECT c.id, c.grid_id, d.receiver, c.worker_id, c.category_code,
-                   false, false, false, false, 1, (r.case_id IS NOT NULL)::int
-            FROM case_transition d
-            JOIN cases c ON c.id = d.case_id
-            LEFT JOIN (
-                SELECT rt.case_id, prev.seq
-                FROM case_transition rt
-                CROSS JOIN LATERAL (
-                    SELECT dt.seq FROM case_transition dt
-                    WHERE dt.case_id = rt.case_id AND dt.seq < rt.seq AND dt.action = 'dispatch'
-                    ORDER BY dt.seq DESC LIMIT 1
-                ) prev
-                WHERE rt.action = 'return' AND rt.at >= :start
-            ) r ON r.case_id = d.case_id AND r.seq = d.seq
-            WHERE d.action = 'dispatch' AND d.at >= :start AND d.at < :end
+        WITH returned AS (
+            SELECT DISTINCT case_id FROM case_transition WHERE action = 'return'
         ),
         flags AS (
             SELECT case_id,
@@ -143,24 +134,62 @@ def _query(group_by: Sequence[str]) -> str:
             WHERE action IN ('rework', 'approve_extension') AND at < :end
             GROUP BY case_id
         ),
-        a AS (
-            SELECT {keys},
-                   count(*) FILTER (WHERE c.filed) AS filed,
-                   count(*) FILTER (WHERE c.due) AS due,
-                   count(*) FILTER (WHERE c.due AND c.closed) AS closed,
-                   count(*) FILTER (WHERE c.due AND c.closed AND c.on_time) AS closed_on_time,
-                   count(*) FILTER (WHERE c.due AND f.reworked) AS reworked,
-                   count(*) FILTER (WHERE c.due AND f.extended) AS extended,
-                   coalesce(sum(c.dispatches), 0) AS dispatches,
-                   coalesce(sum(c.returned), 0) AS returned
-            FROM rows c
+        per_case AS (
+            SELECT {cols}
+                   (c.filed_at >= :start AND c.filed_at < :end) AS filed,
+                   (c.deadline >= :start AND c.deadline < :end
+                    AND c.status NOT IN ('voided', 'parked')) AS due,
+                   (c.closed_at < :end) AS closed,
+                   (c.closed_at <= c.deadline) AS on_time,
+                   (c.dispatched_at >= :start AND c.dispatched_at < :end
+                    AND rt.case_id IS NULL) AS dispatched,
+                   f.reworked, f.extended
+            FROM cases c
+            LEFT JOIN returned rt ON rt.case_id = c.id
             LEFT JOIN flags f ON f.case_id = c.id
-            LEFT JOIN grid g ON g.id = c.grid_id
-            LEFT JOIN community cm ON cm.id = g.community_id
-            LEFT JOIN subdistrict sd ON sd.id = cm.subdistrict_id
+            WHERE (c.filed_at >= :start AND c.filed_at < :end)
+               OR (c.deadline >= :start AND c.deadline < :end)
+               OR (c.dispatched_at >= :start AND c.dispatched_at < :end)
+        ),
+        rows AS (
+            SELECT {cols.replace("c.", "")}
+                   count(*) FILTER (WHERE filed) AS filed,
+                   count(*) FILTER (WHERE due) AS due,
+                   count(*) FILTER (WHERE due AND closed) AS closed,
+                   count(*) FILTER (WHERE due AND closed AND on_time) AS closed_on_time,
+                   count(*) FILTER (WHERE due AND reworked) AS reworked,
+                   count(*) FILTER (WHERE due AND extended) AS extended,
+                   count(*) FILTER (WHERE dispatched) AS dispatches,
+                   0 AS returned
+            FROM per_case c
+            GROUP BY {base_group}
+            UNION ALL
+            SELECT {dispatch_cols}
+                   0, 0, 0, 0, 0, 0, count(*), count(*) FILTER (WHERE d.next = 'return')
+            FROM (
+                SELECT t.case_id, t.receiver, t.action, t.at,
+                       lead(t.action) OVER (PARTITION BY t.case_id ORDER BY t.seq) AS next
+                FROM returned rt
+                JOIN case_transition t ON t.case_id = rt.case_id
+                WHERE t.action IN ('dispatch', 'return')
+            ) d
+            JOIN cases c ON c.id = d.case_id
+            WHERE d.action = 'dispatch' AND d.at >= :start AND d.at < :end
+            GROUP BY {base_group}
+        ),
+        a AS (
+            SELECT {keys + "," if keys else ""}
+                   sum(r.filed)::bigint AS filed, sum(r.due)::bigint AS due,
+                   sum(r.closed)::bigint AS closed,
+                   sum(r.closed_on_time)::bigint AS closed_on_time,
+                   sum(r.reworked)::bigint AS reworked, sum(r.extended)::bigint AS extended,
+                   sum(r.dispatches)::bigint AS dispatches, sum(r.returned)::bigint AS returned
+            FROM rows r{joins}
             GROUP BY {group}
         ){household_cte}
-        SELECT a.*, {households} AS households FROM a ORDER BY {group}
+        SELECT a.*, {households} AS households FROM a
+        WHERE a.filed + a.due + a.dispatches > 0
+        ORDER BY {order}
     """  # noqa: S608
 
 
