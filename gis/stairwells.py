@@ -825,7 +825,16 @@ def _place_missing(
     owner = np.array([position[c.building_id] for c in wanted], dtype=np.intp)
     unit_no = np.array([c.unit for c in wanted], dtype=np.int64)
     placed: dict[tuple[int, int], tuple[float, float]] = {}
-    for zone, where, projected in _in_utm(footprints):
+    # A footprint collapsed to a line has no long side: its entrance is a point on it.
+    flat = shapely.area(footprints) <= 0
+    surface = shapely.point_on_surface(footprints)
+    for k in np.flatnonzero(flat[owner]):
+        c = wanted[int(k)]
+        point = surface[owner[k]]
+        placed[(c.building_id, c.unit)] = (float(point.x), float(point.y))
+    solid = np.flatnonzero(~flat)
+    for zone, subset, projected in _in_utm(footprints[solid]):
+        where = solid[subset]
         local = np.full(len(buildings), -1, dtype=np.intp)
         local[where] = np.arange(len(where))
         mine = np.flatnonzero(local[owner] >= 0)

@@ -701,3 +701,22 @@ def test_cli_crs_option_converts_gcj02_entrances(
     with engine.connect() as conn:
         (row,) = stairwells(conn, b)
     assert (row.lon, row.lat) == pytest.approx((lon, lat), abs=1e-7)
+
+
+def test_a_collapsed_footprint_gets_no_estimate_but_accepts_real_counts(
+    connection: Connection, tmp_path: Path
+) -> None:
+    b = connection.execute(
+        text(
+            "INSERT INTO building (source, source_id, use, footprint, area_m2) VALUES"
+            " ('osm', 'w300', 'residential', ST_GeomFromText('MULTIPOLYGON(((116.35 39.98,"
+            " 116.3501 39.98, 116.3502 39.98, 116.35 39.98)))', 4326), 0) RETURNING id"
+        )
+    ).scalar_one()
+    report = estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert report.skipped_small == 1
+    path = write_csv(tmp_path, "building,unit,households,residents,elderly\nosm:w300,1,4,9,2\n")
+    assert import_stairwell_counts(connection, path).ok
+    (row,) = stairwells(connection, b)
+    assert row.lat == pytest.approx(39.98)
+    assert 116.35 <= row.lon <= 116.3502
