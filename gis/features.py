@@ -155,7 +155,14 @@ def _where(source: FeatureSource, *, with_bbox: bool) -> str:
 
 @cache
 def _statement(source: FeatureSource, *, with_bbox: bool) -> TextClause:
-    """Build the FeatureCollection query of ``source`` from catalogue identifiers only."""
+    """Build the FeatureCollection query of ``source`` from catalogue identifiers only.
+
+    The collection is assembled as text around ``ST_AsGeoJSON``: casting each geometry to
+    ``json`` and aggregating with ``json_agg`` would parse every coordinate a second time
+    (about a quarter of the query's time for a few hundred buildings). Properties go through
+    ``json_build_object``, which escapes strings and writes NULL as ``null``; the id and the
+    geometry are never NULL (primary key, NOT NULL column).
+    """
     geom = _quote(source.geometry)
     ident = _quote(source.id_column)
     props = ", ".join(f"'{p}', {_quote(p)}" for p in source.properties)
@@ -165,21 +172,18 @@ def _statement(source: FeatureSource, *, with_bbox: bool) -> TextClause:
 WITH hits AS (
     SELECT {selected} FROM {_quote(source.table)} {_where(source, with_bbox=with_bbox)}
     ORDER BY {ident} LIMIT :limit + 1
-), page AS (
-    SELECT * FROM hits ORDER BY {ident} LIMIT :limit
+), numbered AS (
+    SELECT *, row_number() OVER (ORDER BY {ident}) AS rank_ FROM hits
 )
-SELECT json_build_object(
-    'type', 'FeatureCollection',
-    'features', COALESCE((
-        SELECT json_agg(json_build_object(
-            'type', 'Feature',
-            'id', {ident},
-            'geometry', ST_AsGeoJSON({geom}, {GEOJSON_DECIMALS})::json,
-            'properties', json_build_object({props})
-        ) ORDER BY {ident}) FROM page), '[]'::json),
-    'numberReturned', (SELECT count(*) FROM page),
-    'truncated', (SELECT count(*) FROM hits) > :limit
-)::text
+SELECT '{{"type":"FeatureCollection","features":['
+    || COALESCE(string_agg(
+        '{{"type":"Feature","id":' || {ident}
+        || ',"geometry":' || ST_AsGeoJSON({geom}, {GEOJSON_DECIMALS})
+        || ',"properties":' || json_build_object({props})::text || '}}',
+        ',' ORDER BY {ident}) FILTER (WHERE rank_ <= :limit), '')
+    || '],"numberReturned":' || count(*) FILTER (WHERE rank_ <= :limit)
+    || ',"truncated":' || (count(*) > :limit)::text || '}}'
+FROM numbered
 """  # noqa: S608
     return text(sql)
 

@@ -110,6 +110,18 @@ def test_features_carry_exactly_the_catalogue_properties(
     assert feature.properties["name"] == "props号楼"
 
 
+def test_property_text_is_json_escaped(client: TestClient, connection: Connection) -> None:
+    building = add_building(connection, "esc", -20.0, -40.0)
+    tricky = 'A "quoted" \\ name\n第2幢'
+    connection.execute(
+        text("UPDATE building SET name = :name, levels = NULL WHERE id = :id"),
+        {"name": tricky, "id": building},
+    )
+    feature = get_collection(client, f"/layers/buildings?bbox={BOX}").features[0]
+    assert feature.properties["name"] == tricky
+    assert feature.properties["levels"] is None
+
+
 def test_response_is_geojson_media_type(client: TestClient) -> None:
     response = client.get(f"/layers/buildings?bbox={BOX}")
     assert response.headers["content-type"] == "application/geo+json"
