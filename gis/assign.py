@@ -501,18 +501,105 @@ class CellIndex:
             return NearBoundary(other, distance)
         to_utm, utm_geoms, utm_tree = self._metric
         ux, uy = to_utm.transform(x[finite], y[finite])
-        points = shapely.points(ux, uy)
-        pi, ci = utm_tree.query(points, predicate="dwithin", distance=threshold_m)
-        keep = ci != own[finite][pi]
-        pi, ci = pi[keep], ci[keep]
-        if pi.size:
+        if self._overlapping:
+            # A point may lie inside another cell: ask GEOS for true polygon distances.
+            points = shapely.points(ux, uy)
+            pi, ci = utm_tree.query(points, predicate="dwithin", distance=threshold_m)
+            keep = ci != own[finite][pi]
+            pi, ci = pi[keep], ci[keep]
             d = shapely.distance(utm_geoms[ci], points[pi])
+        else:
+            pi, ci, d = self._boundary_distances(
+                np.asarray(ux), np.asarray(uy), own[finite], threshold_m
+            )
+        if pi.size:
             sort = np.lexsort((self._rank[ci], d, pi))
             pi, ci, d = pi[sort], ci[sort], d[sort]
             first = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
             other[finite[pi[first]]] = ci[first]
             distance[finite[pi[first]]] = d[first]
         return NearBoundary(other, distance)
+
+    @cached_property
+    def _segments(self) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Boundary segments of every cell in UTM metres: start (n, 2), end (n, 2), cell."""
+        _, utm_geoms, _ = self._metric
+        parts, part_cell = shapely.get_parts(utm_geoms, return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+        same = ring_of[:-1] == ring_of[1:]
+        cell = part_cell[ring_part[ring_of[:-1][same]]].astype(np.int64)
+        return coords[:-1][same], coords[1:][same], cell
+
+    def _boundary_distances(
+        self, ux: FloatArray, uy: FloatArray, own: IntArray, threshold_m: float
+    ) -> tuple[IntArray, IntArray, FloatArray]:
+        """(point, other cell, metres) for boundary segments of other cells within the threshold.
+
+        Without overlaps a point lies in no other cell, so its distance to another cell is the
+        distance to that cell's boundary. Segments are cut into pieces no longer than a hash
+        cell of side ``g = 2 * threshold``; a piece within the threshold of a point has its
+        midpoint within ``g`` of it, so it is found in the point's hash cell or a neighbour.
+        """
+        start, end, seg_cell = self._segments
+        side = max(2.0 * threshold_m, 1.0) * (1.0 + 1e-6)
+        # A larger side stays correct (side >= 2 * threshold); it bounds the hash table size.
+        span = max(
+            float(np.ptp(np.r_[start[:, 0], ux])), float(np.ptp(np.r_[start[:, 1], uy])), 1.0
+        )
+        side = max(side, span / 2_000.0)
+        delta = end - start
+        pieces = np.maximum(np.ceil(np.hypot(delta[:, 0], delta[:, 1]) / side), 1).astype(np.int64)
+        seg = np.repeat(np.arange(pieces.size), pieces)
+        k = np.arange(seg.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        total = pieces[seg]
+        q0 = start[seg] + delta[seg] * (k / total)[:, None]
+        q1 = start[seg] + delta[seg] * ((k + 1) / total)[:, None]
+        # Keep the original vertices exact, so shared vertices give exactly 0 m.
+        q0[k == 0] = start[seg[k == 0]]
+        q1[k + 1 == total] = end[seg[k + 1 == total]]
+        mid = (q0 + q1) / 2.0
+        ox, oy = float(min(mid[:, 0].min(), ux.min())), float(min(mid[:, 1].min(), uy.min()))
+        hx = np.floor((mid[:, 0] - ox) / side).astype(np.int64) + 1
+        hy = np.floor((mid[:, 1] - oy) / side).astype(np.int64) + 1
+        px = np.floor((ux - ox) / side).astype(np.int64) + 1
+        py = np.floor((uy - oy) / side).astype(np.int64) + 1
+        rows = int(max(hy.max(), py.max())) + 2
+        cols = int(max(hx.max(), px.max())) + 2
+        # Dense table of pieces per hash cell (CSR); indices 0 and max+1 stay empty borders.
+        key = hx * rows + hy
+        order = np.argsort(key, kind="stable")
+        ptr = np.zeros(rows * cols + 1, dtype=np.int64)
+        np.cumsum(np.bincount(key, minlength=rows * cols), out=ptr[1:])
+        point_parts: list[IntArray] = []
+        piece_parts: list[IntArray] = []
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                wanted = (px + dx) * rows + (py + dy)
+                lo = ptr[wanted]
+                count = ptr[wanted + 1] - lo
+                point = np.repeat(np.arange(ux.size), count)
+                local = np.arange(point.size) - np.repeat(np.cumsum(count) - count, count)
+                point_parts.append(point)
+                piece_parts.append(order[np.repeat(lo, count) + local])
+        point = np.concatenate(point_parts)
+        piece = np.concatenate(piece_parts)
+        cell = seg_cell[seg[piece]]
+        other = cell != own[point]
+        point, piece, cell = point[other], piece[other], cell[other]
+        # Distance from each point to its candidate piece (clamped projection).
+        ax, ay = q0[piece, 0], q0[piece, 1]
+        bx, by = q1[piece, 0] - ax, q1[piece, 1] - ay
+        wx, wy = ux[point] - ax, uy[point] - ay
+        length2 = bx * bx + by * by
+        t = np.clip(
+            np.divide(wx * bx + wy * by, length2, out=np.zeros_like(length2), where=length2 > 0),
+            0.0,
+            1.0,
+        )
+        d = np.hypot(wx - t * bx, wy - t * by)
+        close = d <= threshold_m
+        return point[close], cell[close], d[close]
 
     def _maybe_near(
         self, x: FloatArray, y: FloatArray, threshold_m: float
