@@ -177,7 +177,7 @@ def coverage(
     code = np.full(kinds.shape[0], -1, dtype=np.int64)
     for j, kind in enumerate(wanted):
         code[kinds == kind] = j
-    counts = _counts(network, o_snap, f_snap, code, len(wanted), levels, limit, settings)
+    counts, rank = _counts(network, o_snap, f_snap, code, len(wanted), levels, limit, settings)
     n_o, n_t = len(o_snap), len(wanted)
     if n_t == 0:
         table = _empty(thr)
@@ -195,17 +195,20 @@ def coverage(
         # Built column by column in one go: a city has millions of rows.
         columns: dict[str, Any] = {
             "origin": np.tile(o_snap.index.to_numpy(), n_t),
-            "type": np.repeat(np.asarray(wanted, dtype=object), n_o),
+            "type": pd.Categorical.from_codes(
+                np.repeat(np.arange(n_t), n_o), dtype=pd.CategoricalDtype(wanted)
+            ),
             "distance_m": np.where(np.isfinite(dist_all), dist_all, np.nan),
             "facility": _ids(facilities.index, who_all),
-            "method": np.full(n_t * n_o, NETWORK, dtype=object),
+            "method": pd.Categorical.from_codes(
+                np.zeros(n_t * n_o, dtype=np.int8), dtype=pd.CategoricalDtype([NETWORK])
+            ),
             "snap_m": np.tile(o_snap["snap_m"].to_numpy(), n_t),
             "too_far": np.tile(o_snap["too_far"].to_numpy(dtype=bool), n_t),
         }
         for k, t in enumerate(thr):
-            columns[t.column] = counts[:, :, k].reshape(-1)
-        del counts
-        table = pd.DataFrame(columns)
+            columns[t.column] = counts[rank[k]].reshape(-1)
+        table = pd.DataFrame(columns, copy=False)
     table.attrs["far_facilities"] = f_snap.index[f_snap["too_far"].astype(bool)].tolist()
     return table
 
@@ -317,10 +320,11 @@ def _counts(
     levels: NDArray[np.float64],
     limit: float,
     settings: CircleSettings,
-) -> NDArray[np.int32]:
+) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
     """Count the facilities of each type within each level distance of every origin.
 
-    Returns an array ``(n_types, n_origins, n_levels)``. Facilities (rows of ``f`` whose
+    Returns an array ``(n_levels, n_types, n_origins)`` and ``rank``: the counts of
+    ``levels[k]`` are ``counts[rank[k]]``. Facilities (rows of ``f`` whose
     ``code`` is a type number; -1 is ignored) are taken tile by tile. A walk of at most
     ``limit`` metres never leaves the disc of that radius around its start, so
 
@@ -335,7 +339,7 @@ def _counts(
     n_lv = levels.shape[0]
     used = np.flatnonzero(code >= 0)
     if used.shape[0] == 0 or n_o == 0:
-        return np.zeros((n_types, n_o, n_lv), dtype=np.int32)
+        return np.zeros((n_lv, n_types, n_o), dtype=np.int32), np.arange(n_lv)
     size = max(settings.tile_m, limit)
     ring = math.ceil(limit / size)
     base = network.node_xy.min(axis=0) - size
@@ -362,10 +366,10 @@ def _counts(
     f_t_all = f["t"].to_numpy()[used]
     f_x_all = f["extra"].to_numpy()[used]
     f_code = code[used]
-    # Histogram of (type, origin, level bin): a walk of d counts at every level >= d.
+    # Histogram of (level bin, type, origin): a walk of d counts at every level >= d.
     order = np.argsort(levels, kind="stable")
     sorted_levels = levels[order]
-    hist = np.zeros(n_types * n_o * (n_lv + 1), dtype=np.int32)
+    hist = np.zeros((n_lv + 1) * n_types * n_o, dtype=np.int32)
     span = np.arange(-ring, ring + 1)
     offsets = (span[:, None] * width + span[None, :]).ravel()
     tile_keys, tile_start = np.unique(f_sorted, return_index=True)
@@ -412,13 +416,13 @@ def _counts(
             if not hit.any():
                 continue
             bins = np.searchsorted(sorted_levels, dist[hit], side="left")
-            cell = (f_code[fi][fk[hit]] * n_o + ok[hit]) * (n_lv + 1) + bins
+            cell = (bins * n_types + f_code[fi][fk[hit]]) * n_o + ok[hit]
             np.add.at(hist, cell, np.int32(1))  # same dtype: the fast path
         glob2loc[nodes] = -1
-    cum = np.cumsum(hist.reshape(n_types, n_o, n_lv + 1)[:, :, :n_lv], axis=2, dtype=np.int32)
-    counts = np.empty_like(cum)
-    counts[:, :, order] = cum
-    return counts
+    cum = hist.reshape(n_lv + 1, n_types, n_o)[:n_lv]
+    np.cumsum(cum, axis=0, out=cum)
+    # Level k of ``levels`` is row rank[k] (no reordering copy: a city's array is large).
+    return cum, np.argsort(order)
 
 
 def _metric_crs(layer: gpd.GeoDataFrame | gpd.GeoSeries) -> CRS:
