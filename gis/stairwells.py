@@ -17,6 +17,7 @@ import csv
 import hashlib
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,6 @@ _NOT_HOME_WORD = re.compile(
     r"|幼儿园|教学|实验|科研|研究|银行|超市|市场|体育|图书馆|博物馆|中心|工厂|厂房|仓库|车库"
     r"|食堂|派出所|政府|委员会|法院|寺|教堂|车站|地铁"
 )
-# "12号楼", "12栋", "12幢", "12座" → building number "12" in CSV references.
-_NUMBER_SUFFIX = re.compile(r"^\s*(.+?)\s*(号楼|号|栋|幢|座)\s*$")
 
 _SIDE_TIE_M = 0.01
 STAIRWELL_COLUMNS = ("building", "unit", "households", "residents", "elderly")
@@ -600,10 +599,9 @@ def _read_rows(path: Path, report: CsvReport) -> list[_Row]:
                 report.rejected.append(
                     RowError(1, missing, "missing column: lon and lat go together")
                 )
-            rows = [
-                _parse_row(number, record, has_point)
-                for number, record in enumerate(reader, start=2)
-            ]
+            # The reader's line number after a record is its row in a spreadsheet (blank
+            # lines, which the reader skips, still count); multi-line cells are the exception.
+            rows = [_parse_row(reader.line_num, record, has_point) for record in reader]
     except FileNotFoundError as exc:
         raise InputError(str(path), "no such file") from exc
     except UnicodeDecodeError as exc:
@@ -612,6 +610,25 @@ def _read_rows(path: Path, report: CsvReport) -> list[_Row]:
         raise InputError(str(path), f"not a readable CSV file: {exc}") from exc
     report.rows = len(rows)
     return [] if report.rejected else rows
+
+
+_MAX_ID = 2**31 - 1
+_BARE_NUMBER = re.compile(r"^\s*([0-9]+|[零〇一二两三四五六七八九十]+)\s*(号楼|号|栋|幢|座)?\s*$")
+
+
+def _bare_number(ref: str) -> str | None:
+    """Return the building number a reference consists of ("12号楼" → "12"), else None.
+
+    Normalised as the OSM reader stores ``building.number``: full-width digits folded, Chinese
+    numerals up to 99 converted ("三号楼" → "3").
+    """
+    from gis.osm import parse_building_number
+
+    match = _BARE_NUMBER.match(unicodedata.normalize("NFKC", ref))
+    if not match:
+        return None
+    numeral = match.group(1)
+    return str(int(numeral)) if numeral.isdigit() else parse_building_number(numeral + "号")
 
 
 def _resolve_buildings(connection: Connection, rows: list[_Row]) -> None:
@@ -638,32 +655,36 @@ def _resolve_buildings(connection: Connection, rows: list[_Row]) -> None:
         for source, source_id, building_id in result:
             found[f"{source}:{source_id}"].append(int(building_id))
     if by_id:
+        # Ids beyond PostgreSQL's integer range cannot exist; "007" names id 7.
+        wanted_ids = {int(ref) for ref in by_id if int(ref) <= _MAX_ID}
         result = connection.execute(
             text("SELECT id FROM building WHERE id = ANY(CAST(:ids AS bigint[]))"),
-            {"ids": sorted(int(ref) for ref in by_id)},
+            {"ids": sorted(wanted_ids)},
         )
-        for (building_id,) in result:
-            found[str(building_id)].append(int(building_id))
-        # "007" names id 7 too.
+        existing = {int(building_id) for (building_id,) in result}
         for ref in by_id:
-            if not found[ref] and str(int(ref)) in found:
-                found[ref] = found[str(int(ref))]
+            if int(ref) in existing:
+                found[ref].append(int(ref))
     if by_name:
-        numbers = {}
-        for ref in by_name:
-            match = _NUMBER_SUFFIX.match(ref)
-            numbers[ref] = match.group(1) if match else ref
+        # "12号楼", "１２栋", "三号楼" also name the building numbered 12, 12, 3.
+        number_of = {ref: _bare_number(ref) for ref in by_name}
+        refs_by_number: dict[str, list[str]] = {}
+        for ref, number in number_of.items():
+            if number is not None:
+                refs_by_number.setdefault(number, []).append(ref)
         result = connection.execute(
             text(
                 "SELECT id, name, number FROM building WHERE name = ANY(CAST(:names AS text[]))"
                 " OR number = ANY(CAST(:numbers AS text[]))"
             ),
-            {"names": sorted(by_name), "numbers": sorted(set(numbers.values()))},
+            {"names": sorted(by_name), "numbers": sorted(refs_by_number)},
         )
         for building_id, name, number in result:
-            for ref in by_name:
-                if name == ref or (number is not None and number in (ref, numbers[ref])):
-                    found[ref].append(int(building_id))
+            matched = set(refs_by_number.get(number, ()))
+            if name in by_name:
+                matched.add(name)
+            for ref in matched:
+                found[ref].append(int(building_id))
     for row in rows:
         if not row.building:
             continue

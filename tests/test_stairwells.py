@@ -720,3 +720,36 @@ def test_a_collapsed_footprint_gets_no_estimate_but_accepts_real_counts(
     (row,) = stairwells(connection, b)
     assert row.lat == pytest.approx(39.98)
     assert 116.35 <= row.lon <= 116.3502
+
+
+def test_row_numbers_count_blank_lines_as_a_spreadsheet_does(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly\nosm:w100,1,1,1,0\n\nosm:w100,2,1,1,x\n",
+    )
+    report = import_stairwell_counts(connection, path)
+    assert [(e.row, e.column) for e in report.rejected] == [(4, "elderly")]
+
+
+@pytest.mark.parametrize("reference", ["１２号楼", "12栋", "十二号楼", "0012号楼"])
+def test_number_references_are_normalised_like_the_osm_reader(
+    connection: Connection, estimated_slab: int, tmp_path: Path, reference: str
+) -> None:
+    path = write_csv(tmp_path, f"building,unit,households,residents,elderly\n{reference},1,5,5,5\n")
+    assert import_stairwell_counts(connection, path).ok
+    assert [r.households for r in stairwells(connection, estimated_slab)] == [5]
+
+
+def test_an_id_with_leading_zeros_or_out_of_range_is_resolved_safely(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly\n"
+        f"000{estimated_slab},1,5,5,5\n99999999999999999999,1,1,1,0\n",
+    )
+    report = import_stairwell_counts(connection, path)
+    assert [(e.row, e.column) for e in report.rejected] == [(3, "building")]
+    assert [r.households for r in stairwells(connection, estimated_slab)] == [5]
