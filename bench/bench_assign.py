@@ -60,8 +60,8 @@ def lattice(
     gx = gx + rng.uniform(-JITTER_M, JITTER_M, gx.shape)
     gy = gy + rng.uniform(-JITTER_M, JITTER_M, gy.shape)
     lon, lat = to_lonlat.transform(gx, gy)
-    i, j = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
-    i, j = i.ravel(), j.ravel()
+    i = np.repeat(np.arange(side), side)
+    j = np.tile(np.arange(side), side)
     ring = np.stack(
         [
             np.column_stack([lon[i, j], lat[i, j]]),
