@@ -493,6 +493,8 @@ class CsvReport:
         Each problem found, by row and column; a row may have several.
     strict
         Whether a single problem prevented storing anything.
+    import_run_id
+        The ``import_run`` row that logs this import.
     """
 
     path: str
@@ -502,6 +504,7 @@ class CsvReport:
     replaced_estimates: int = 0
     rejected: list[RowError] = field(default_factory=list)
     strict: bool = False
+    import_run_id: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -892,7 +895,7 @@ def import_stairwell_counts(
     updates the same stairwells in place. Bad rows (unknown or ambiguous building, a value that
     is missing, not an integer or negative, elderly above residents, the same building and unit
     twice) are reported and skipped; with ``strict`` nothing is stored if any row is bad.
-    Nothing is committed.
+    Each import is logged in ``import_run`` (kind ``stairwells``). Nothing is committed.
 
     Parameters
     ----------
@@ -929,8 +932,13 @@ def import_stairwell_counts(
         report.rejected.extend(row.errors)
     report.rejected.sort(key=lambda e: (e.row, e.column))
     counts = _valid_counts(rows)
-    if not counts or (strict and report.rejected):
-        return report
+    if counts and not (strict and report.rejected):
+        _store_counts(connection, counts, report)
+    report.import_run_id = _record_run(connection, report)
+    return report
+
+
+def _store_counts(connection: Connection, counts: list[_Count], report: CsvReport) -> None:
     placed = _place_missing(connection, counts)
     points = [
         (c.lon, c.lat) if c.lon is not None else placed.get((c.building_id, c.unit), (None, None))
@@ -953,4 +961,22 @@ def import_stairwell_counts(
     connection.execute(text(_UPSERT_COUNTS), values)
     report.stored = len(counts)
     report.buildings = len(ids)
-    return report
+
+
+def _record_run(connection: Connection, report: CsvReport) -> int:
+    """Log the import in ``import_run`` (kind ``stairwells``), with every rejected value."""
+    from gis.loader import record_import
+
+    counts = {
+        "rows": report.rows,
+        "stored": report.stored,
+        "buildings": report.buildings,
+        "replaced_estimates": report.replaced_estimates,
+        "strict": report.strict,
+    }
+    rejected = [
+        {"row": str(e.row), "column": e.column, "reason": e.reason} for e in report.rejected
+    ]
+    return record_import(
+        connection, kind="stairwells", path=report.path, counts=counts, rejected=rejected
+    )

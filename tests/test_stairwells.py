@@ -534,9 +534,13 @@ def committed_slab(engine: Engine) -> Iterator[tuple[str, int]]:
     with engine.begin() as conn:
         b = add_building(conn, "w1", slab(42, 12), source=source)
         estimate_stairwells(conn, building_ids=[b], settings=SETTINGS)
+        last_run = conn.execute(text("SELECT coalesce(max(id), 0) FROM import_run")).scalar_one()
     yield source, b
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM building WHERE source = :s"), {"s": source})
+        conn.execute(
+            text("DELETE FROM import_run WHERE id > :id AND kind = 'stairwells'"), {"id": last_run}
+        )
 
 
 def _run_cli(database_url: str, *args: str) -> Any:
@@ -753,3 +757,20 @@ def test_an_id_with_leading_zeros_or_out_of_range_is_resolved_safely(
     report = import_stairwell_counts(connection, path)
     assert [(e.row, e.column) for e in report.rejected] == [(3, "building")]
     assert [r.households for r in stairwells(connection, estimated_slab)] == [5]
+
+
+def test_each_csv_import_is_logged_with_its_rejections(
+    connection: Connection, estimated_slab: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "building,unit,households,residents,elderly\nosm:w100,1,1,1,0\nosm:w404,1,1,1,0\n",
+    )
+    report = import_stairwell_counts(connection, path)
+    kind, counts, rejected = connection.execute(
+        text("SELECT kind, counts, rejected FROM import_run WHERE id = :id"),
+        {"id": report.import_run_id},
+    ).one()
+    assert kind == "stairwells"
+    assert (counts["rows"], counts["stored"]) == (2, 1)
+    assert rejected == [{"row": "3", "column": "building", "reason": "unknown building 'osm:w404'"}]
