@@ -16,7 +16,7 @@ from shapely.geometry import shape
 from sqlalchemy import Connection, text
 
 from api.app import AppSettings, create_app
-from api.deps import get_connection, get_principal
+from api.deps import get_principal, get_read_connection
 from api.schemas import FeatureCollection
 from gis.settings import ApiSettings, DatabaseSettings
 from layers import CATALOGUE
@@ -31,7 +31,7 @@ def client(database_url: str, connection: Connection) -> Iterator[TestClient]:
         api=ApiSettings(layer_limit_default=100, layer_limit_max=500),
     )
     app = create_app(settings)
-    app.dependency_overrides[get_connection] = lambda: connection
+    app.dependency_overrides[get_read_connection] = lambda: connection
     with TestClient(app) as test_client:
         yield test_client
 
@@ -274,3 +274,12 @@ def test_bad_input_is_rejected_before_a_connection_is_checked_out(url: str, stat
     database = DatabaseSettings(database_url=f"postgresql+psycopg://u@127.0.0.1:{closed}/x")
     with TestClient(create_app(AppSettings(database=database))) as offline:
         assert offline.get(url).status_code == status
+
+
+def test_layers_are_read_through_the_app_engine(database_url: str) -> None:
+    # No override: the app's own pooled, autocommit read connection against the test database.
+    app = create_app(AppSettings(database=DatabaseSettings(database_url=database_url)))
+    with TestClient(app) as own:
+        for _ in range(3):
+            collection = get_collection(own, f"/layers/grids?bbox={BOX}")
+            assert collection.truncated is False

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from api.app import AppSettings, create_app
-from api.deps import get_connection
+from api.deps import get_read_connection
 from gis.settings import DatabaseSettings
 from layers import CATALOGUE
 
@@ -19,7 +19,7 @@ from layers import CATALOGUE
 @pytest.fixture
 def client(database_url: str, connection: Connection) -> Iterator[TestClient]:
     app = create_app(AppSettings(database=DatabaseSettings(database_url=database_url)))
-    app.dependency_overrides[get_connection] = lambda: connection
+    app.dependency_overrides[get_read_connection] = lambda: connection
     with TestClient(app) as test_client:
         yield test_client
 

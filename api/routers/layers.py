@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import ApiSettingsDep, ConnectionDep
+from api.deps import ApiSettingsDep, ReadConnectionDep
 from api.schemas import FeatureCollection, LayerInfo
 from gis.features import BBox, check_limit, features_geojson, parse_bbox
 from layers import CATALOGUE, Layer, get_layer
@@ -72,7 +72,7 @@ async def layer_query(
     },
 )
 def layer_features(
-    query: Annotated[LayerQuery, Depends(layer_query)], connection: ConnectionDep
+    query: Annotated[LayerQuery, Depends(layer_query)], connection: ReadConnectionDep
 ) -> Response:
     """Return the features of layer ``name`` intersecting ``bbox`` (GeoJSON, EPSG:4326)."""
     body = features_geojson(connection, query.layer.source, bbox=query.bbox, limit=query.limit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from api.deps import ApiSettingsDep, ConnectionDep
+from api.deps import ApiSettingsDep, ReadConnectionDep
 from gis.features import extent
 from layers import CATALOGUE
 from layers.webmap import layer_map
@@ -14,7 +14,7 @@ router = APIRouter(tags=["maps"])
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def map_page(connection: ConnectionDep, settings: ApiSettingsDep) -> HTMLResponse:
+def map_page(connection: ReadConnectionDep, settings: ApiSettingsDep) -> HTMLResponse:
     """Return the map page, opened on the extent of the data."""
     layers = list(CATALOGUE.values())
     bounds = extent(connection, tuple(layer.source for layer in layers))
