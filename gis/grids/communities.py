@@ -25,7 +25,7 @@ from sqlalchemy import Connection, text
 from gis.crs import project_geometries, utm_crs
 from gis.errors import InputError
 from gis.grids.codes import reading_order
-from gis.grids.generate import blocks
+from gis.grids.generate import adjust_to_buildings, blocks, group_geoms, group_labels, owner_of
 from gis.grids.io import FeatureProblem, GridFileError
 
 MAJOR_ROADS = ("trunk", "primary", "secondary", "tertiary")
@@ -268,8 +268,29 @@ def derive_communities(
     streets = shapely.from_wkb(np.array(list(lines), dtype=object))
     if len(streets):
         streets = project_geometries(streets, source=4326, target=crs)
-    faces = _merge_small(blocks(area_m, streets), min_area_m2)
-    arr = np.array(faces, dtype=object)
+    faces = np.array(_merge_small(blocks(area_m, streets), min_area_m2), dtype=object)
+    # A building over or beside a road goes wholly to the community holding most of it.
+    footprints = shapely.from_wkb(
+        np.array(
+            list(
+                connection.execute(
+                    text(
+                        "SELECT ST_AsBinary(footprint) FROM building"
+                        " WHERE footprint && ST_GeomFromWKB(:area, 4326)"
+                        " AND ST_Intersects(footprint, ST_GeomFromWKB(:area, 4326))"
+                    ),
+                    {"area": shapely.to_wkb(study_area)},
+                ).scalars()
+            ),
+            dtype=object,
+        )
+    )
+    if len(footprints):
+        footprints = project_geometries(footprints, source=4326, target=crs)
+        count, labels = group_labels(footprints)
+        groups = group_geoms(footprints, count, labels, area_m)
+        faces = adjust_to_buildings(faces, groups, owner_of(groups, faces))
+    arr = faces
     reps = shapely.get_coordinates(shapely.point_on_surface(arr))
     order = reading_order(reps[:, 0], reps[:, 1], areas_m2=shapely.area(arr))
     wgs = project_geometries(arr, source=crs, target=4326)

@@ -144,10 +144,14 @@ def _load(connection: Connection, community_id: int, streets: tuple[str, ...]) -
     ).scalars()
     blds = connection.execute(
         text(
-            "SELECT ST_AsBinary(b.footprint),"
+            # Every footprint reaching into the community shapes the cells; its households
+            # count here only when its ST_PointOnSurface lies here (as in validate_grids).
+            "SELECT ST_AsBinary(b.footprint), CASE WHEN"
+            " ST_Intersects(c.geom, ST_PointOnSurface(b.footprint)) THEN"
             " (SELECT coalesce(sum(s.households), 0) FROM stairwell s WHERE s.building_id = b.id)"
+            " ELSE 0 END"
             " FROM building b JOIN community c ON c.id = :id AND b.footprint && c.geom"
-            " AND ST_Intersects(c.geom, ST_PointOnSurface(b.footprint)) ORDER BY b.id"
+            " AND ST_Intersects(c.geom, b.footprint) ORDER BY b.id"
         ),
         {"id": community_id},
     ).all()
@@ -178,16 +182,19 @@ def blocks(polygon: Any, streets: npt.NDArray[Any]) -> npt.NDArray[Any]:
     numpy.ndarray of Polygon
         Faces that tile ``polygon`` (up to noding noise).
     """
-    lines = [polygon.boundary]
+    lines = [shapely.get_parts(polygon.boundary)]
     if len(streets):
         # Streets are clipped a little outside the boundary so that those ending on it cross it
         # (a line projected from degrees misses the boundary by centimetres); the faces outside
         # are dropped below and hair-thin ones inside absorbed.
-        lines.append(shapely.intersection(shapely.union_all(streets), polygon.buffer(2.0)))
+        clipped = shapely.intersection(streets, polygon.buffer(2.0))
+        lines.append(shapely.get_parts(clipped))
+    flat = np.concatenate(lines)
+    flat = flat[np.isin(shapely.get_type_id(flat), (1, 2))]  # lines only: drop stray points
     # Snap-rounding to 1 mm nodes nearly coincident lines (a road drawn on the boundary)
     # robustly; without it, polygonize loses faces next to them.
-    parts = shapely.get_parts(shapely.union_all(lines, grid_size=0.001))
-    parts = parts[shapely.get_type_id(parts) == 1]  # LineStrings only: drop stray points
+    parts = shapely.get_parts(shapely.union_all(flat, grid_size=0.001))
+    parts = parts[shapely.get_type_id(parts) == 1]
     faces = shapely.get_parts(shapely.polygonize(parts))
     if not len(faces):
         return np.array([polygon], dtype=object)
@@ -225,7 +232,7 @@ def _absorb_slivers(faces: npt.NDArray[Any], *, min_width: float) -> npt.NDArray
     return faces[keep]
 
 
-def _labels(buildings: npt.NDArray[Any]) -> tuple[int, npt.NDArray[np.int64]]:
+def group_labels(buildings: npt.NDArray[Any]) -> tuple[int, npt.NDArray[np.int64]]:
     """Label footprints that overlap or touch, directly or through others, as one group."""
     if not len(buildings):
         return 0, np.zeros(0, dtype=np.int64)
@@ -238,7 +245,7 @@ def _labels(buildings: npt.NDArray[Any]) -> tuple[int, npt.NDArray[np.int64]]:
     return int(count), labels.astype(np.int64)
 
 
-def _group_geoms(
+def group_geoms(
     buildings: npt.NDArray[Any], count: int, labels: npt.NDArray[np.int64], polygon: Any
 ) -> npt.NDArray[Any]:
     """Union the footprints of each group, clipped to ``polygon``."""
@@ -249,10 +256,20 @@ def _group_geoms(
     for g in range(count):
         members = order[bounds[g] : bounds[g + 1]]
         groups[g] = shapely.union_all(geoms[members]) if len(members) > 1 else geoms[members[0]]
-    return shapely.intersection(groups, polygon)
+    return polygonal(shapely.intersection(groups, polygon))
 
 
-def _owner(groups: npt.NDArray[Any], pieces: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+def polygonal(geoms: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Keep only the polygon parts of each geometry (clipping leaves lines and points behind)."""
+    geoms = np.asarray(geoms, dtype=object).copy()
+    mixed = np.flatnonzero(shapely.get_type_id(geoms) == 7)
+    for i in mixed.tolist():
+        parts = shapely.get_parts(geoms[i])
+        geoms[i] = shapely.union_all(parts[np.isin(shapely.get_type_id(parts), (3, 6))])
+    return geoms
+
+
+def owner_of(groups: npt.NDArray[Any], pieces: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
     """Index of the piece holding most of each group's area (-1 when none)."""
     owner = np.full(len(groups), -1, dtype=np.int64)
     if not len(groups) or not len(pieces):
@@ -347,7 +364,7 @@ def _split(
     target: float,
     tolerance: float,
 ) -> npt.NDArray[Any]:
-    owner = _owner(groups, pieces)
+    owner = owner_of(groups, pieces)
     extents = shapely.bounds(groups) if len(groups) else np.zeros((0, 4))
     reps = shapely.get_coordinates(shapely.centroid(groups)) if len(groups) else np.zeros((0, 2))
     out: list[Any] = []
@@ -368,7 +385,7 @@ def _split(
     return np.array(out, dtype=object)
 
 
-def _adjust(
+def adjust_to_buildings(
     pieces: npt.NDArray[Any], groups: npt.NDArray[Any], owner: npt.NDArray[np.int64]
 ) -> npt.NDArray[Any]:
     """Give each building group wholly to its owner piece; the pieces still tile the area."""
@@ -392,7 +409,7 @@ def _adjacency(pieces: npt.NDArray[Any]) -> dict[int, dict[int, float]]:
     )
     adj: dict[int, dict[int, float]] = {i: {} for i in range(len(pieces))}
     for i, j, s in zip(a.tolist(), b.tolist(), shared.tolist(), strict=True):
-        if s > 0.5:
+        if s > 0:
             adj[i][j] = s
             adj[j][i] = s
     return adj
@@ -634,17 +651,25 @@ def generate_cells(
         raise InputError("tolerance", "must be in [0, 1)")
     com = _load(connection, community_id, streets)
     target = float(target_households) if kind == "service" else float(target_area_m2)
-    count, labels = _labels(com.buildings)
-    groups = _group_geoms(com.buildings, count, labels, com.polygon)
+    count, labels = group_labels(com.buildings)
+    groups = group_geoms(com.buildings, count, labels, com.polygon)
     keep = shapely.area(groups) > SLIVER_M2
     hh = np.bincount(labels, weights=com.households, minlength=count).astype(np.int64)[keep]
     nb = np.bincount(labels, minlength=count).astype(np.int64)[keep]
-    groups_wgs = _group_geoms(com.buildings_wgs, count, labels, com.polygon_wgs)[keep]
+    groups_wgs = group_geoms(com.buildings_wgs, count, labels, com.polygon_wgs)[keep]
     groups = groups[keep]
     pieces = blocks(com.polygon, com.streets)
     pieces = _split(pieces, groups, hh, kind=kind, target=target, tolerance=tolerance)
-    owner = _owner(groups, pieces)
-    pieces = _adjust(pieces, groups, owner)
+    owner = owner_of(groups, pieces)
+    pieces = adjust_to_buildings(pieces, groups, owner)
+    # Pieces wholly covered by other pieces' buildings vanish; crumbs under 1 m² owning no
+    # building are left to the gap filling rather than becoming cells of their own.
+    alive = shapely.area(pieces) > 1.0
+    alive[owner[owner >= 0]] = True
+    if not alive.all():
+        index = np.cumsum(alive) - 1
+        owner = np.where(owner >= 0, index[np.maximum(owner, 0)], -1)
+        pieces = pieces[alive]
     values = np.asarray(
         np.bincount(owner[owner >= 0], weights=hh[owner >= 0], minlength=len(pieces))
         if kind == "service"

@@ -177,6 +177,7 @@ def validate_grids(
     as_of: datetime | None = None,
     layer: str = "grid",
     tolerance_m2: float = 1.0,
+    sliver_width_m: float = 0.05,
 ) -> ValidationReport:
     """Check a grid layer for every defect of DOMAIN §1.
 
@@ -196,6 +197,10 @@ def validate_grids(
     tolerance_m2 : float
         Areas (overlaps, gaps, parts outside, building parts) at or below this many m² are
         rounding noise, not defects.
+    sliver_width_m : float
+        Overlaps, gaps and parts outside whose mean width ``2·area/perimeter`` is below this
+        many metres are hair-thin slivers of two nearly equal lines (noise of projection and
+        of GEOS's snapping overlay), not defects.
 
     Returns
     -------
@@ -212,10 +217,17 @@ def validate_grids(
         raise InputError("kind", f"unknown grid kind {kind!r}; expected one of {KINDS}")
     if tolerance_m2 < 0:
         raise InputError("tolerance_m2", "must be zero or positive")
+    if sliver_width_m < 0:
+        raise InputError("sliver_width_m", "must be zero or positive")
     dated = LAYERS[layer]
     if dated and as_of is None:
         as_of = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
-    params: dict[str, Any] = {"kind": kind, "community_id": community_id, "tol": tolerance_m2}
+    params: dict[str, Any] = {
+        "kind": kind,
+        "community_id": community_id,
+        "tol": tolerance_m2,
+        "width": sliver_width_m,
+    }
     where = (
         "g.kind = :kind AND (CAST(:community_id AS integer) IS NULL"
         " OR g.community_id = :community_id)"
@@ -334,7 +346,8 @@ _OVERLAPS = (
     " FROM _vg_cells a JOIN _vg_cells b ON a.id < b.id AND a.geom && b.geom {predicate})"
     " SELECT aid, bid, acode, bcode, cm.code, ST_Area(g::geography), ST_AsGeoJSON(g, 7)"
     " FROM o LEFT JOIN community cm ON cm.id = o.community_id"
-    " WHERE ST_Area(g::geography) > :tol ORDER BY aid, bid"
+    " WHERE ST_Area(g::geography) > :tol"
+    " AND 2 * ST_Area(g::geography) > :width * ST_Perimeter(g::geography) ORDER BY aid, bid"
 )
 
 
@@ -369,7 +382,9 @@ def _gaps(connection: Connection, params: dict[str, Any]) -> list[Defect]:
             " ELSE ST_CollectionExtract(ST_Difference(geom, cells), 3) END)).geom AS g FROM u)"
             " SELECT code, ST_Area(g::geography) AS a, ST_AsGeoJSON(g, 7),"
             " ST_X(ST_PointOnSurface(g)), ST_Y(ST_PointOnSurface(g))"
-            " FROM d WHERE ST_Area(g::geography) > :tol ORDER BY code, a DESC"
+            " FROM d WHERE ST_Area(g::geography) > :tol"
+            " AND 2 * ST_Area(g::geography) > :width * ST_Perimeter(g::geography)"
+            " ORDER BY code, a DESC"
         ),
         params,
     ).all()
@@ -393,7 +408,8 @@ _OUTSIDE = (
     " (SELECT string_agg(x.code, ',' ORDER BY x.code) FROM community x"
     "  WHERE x.code <> o.ccode AND x.geom && o.g"
     "  AND ST_Area(ST_Intersection(x.geom, o.g)::geography) > :tol)"
-    " FROM o WHERE ST_Area(o.g::geography) > :tol ORDER BY o.id"
+    " FROM o WHERE ST_Area(o.g::geography) > :tol"
+    " AND 2 * ST_Area(o.g::geography) > :width * ST_Perimeter(o.g::geography) ORDER BY o.id"
 )
 
 
