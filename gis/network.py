@@ -570,8 +570,10 @@ def _adjacency(u: IntArray, v: IntArray, length: FloatArray, n: int) -> sparse.c
 def _column(frame: pd.DataFrame, name: str) -> NDArray[np.object_]:
     if name not in frame.columns:
         return np.full(len(frame), None, dtype=object)
-    col = frame[name].astype(object).where(frame[name].notna(), None)
-    return np.asarray([None if v is None else str(v).strip().lower() for v in col], dtype=object)
+    values = frame[name].astype("string").str.strip().str.lower()
+    out = values.astype(object).to_numpy().copy()
+    out[values.isna().to_numpy()] = None
+    return np.asarray(out, dtype=np.object_)
 
 
 def _walkable(
