@@ -377,7 +377,7 @@ def estimate_stairwells(
     params: dict[str, Any] = {}
     if building_ids is not None:
         query += " WHERE b.id = ANY(CAST(:ids AS integer[]))"
-        params["ids"] = [int(i) for i in building_ids]
+        params["ids"] = _array_literal(np.asarray(building_ids, dtype=np.int64))
     rows = connection.execute(text(query + " ORDER BY b.id"), params).all()
     scope = [int(r.id) for r in rows]
     homes = [r for r in rows if is_residential(r.use, r.name)]

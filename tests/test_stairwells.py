@@ -774,3 +774,10 @@ def test_each_csv_import_is_logged_with_its_rejections(
     assert kind == "stairwells"
     assert (counts["rows"], counts["stored"]) == (2, 1)
     assert rejected == [{"row": "3", "column": "building", "reason": "unknown building 'osm:w404'"}]
+
+
+def test_an_empty_building_list_estimates_nothing(connection: Connection) -> None:
+    b = add_building(connection, "w1", slab(42, 12))
+    report = estimate_stairwells(connection, building_ids=[], settings=SETTINGS)
+    assert (report.buildings, report.stairwells) == (0, 0)
+    assert stairwells(connection, b) == []
