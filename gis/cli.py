@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gis.db import check_database, database_url, embedded_cluster, make_engine, migrate
 from gis.errors import WanggeError
+from gis.grids.cli import grids_app
 from gis.settings import ApiSettings, DatabaseSettings
 
 app = typer.Typer(no_args_is_help=True, help="wangge: grid management for city subdistricts.")
@@ -20,6 +21,7 @@ db_app = typer.Typer(no_args_is_help=True, help="The PostGIS database.")
 app.add_typer(db_app, name="db")
 import_app = typer.Typer(no_args_is_help=True, help="Import real data into the database.")
 app.add_typer(import_app, name="import")
+app.add_typer(grids_app, name="grids")
 console = Console(stderr=True)
 
 
