@@ -119,6 +119,10 @@ def write_csv(tmp_path: Path, body: str, name: str = "counts.csv") -> Path:
         ("yes", "2幢"),
         ("yes", "八角北路小区"),
         (None, "清华大学紫荆学生公寓"),
+        ("Residential", None),
+        ("yes", "１０号楼"),
+        ("yes", "三号楼"),
+        ("yes", "科巷新寓"),
     ],
 )
 def test_residential_uses_and_names_count_as_homes(use: str | None, name: str | None) -> None:
