@@ -10,6 +10,10 @@ and subdistrict still come from the polygons covering it, when any.
 
 Distances are straight-line distances in metres on the WGS84 spheroid (PostGIS ``geography``).
 The grid worker's phone is personal data and is never part of the answer.
+
+Everything comes back in one round trip (one SQL statement of LATERAL joins). The nearest
+building and stairwell are searched in growing rings (50 m, 250 m, then ``search_m``): a hit in
+a ring is the nearest overall, so the wide, costly search runs only for points far from any.
 """
 
 from __future__ import annotations
@@ -169,22 +173,69 @@ def locate(
     system = parse_crs(crs)
     _check_options(near_boundary_m, search_m, kind, as_of)
     wlon, wlat = to_wgs84(lon, lat, system)
-    if as_of is None:
-        as_of = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
-    point = {"lon": wlon, "lat": wlat, "as_of": as_of, "kind": kind}
-
-    grid = _covering_grid(connection, point)
-    if grid is None:
-        _refuse_swapped(connection, lon, lat, system, point)
-    community, subdistrict = _places(connection, point, grid)
-    near = _near_boundary(connection, point, grid, near_boundary_m)
-    building = _nearest_building(connection, point, search_m)
-    stairwell = _nearest_stairwell(connection, point, search_m)
+    params = {
+        "lon": wlon,
+        "lat": wlat,
+        "as_of": as_of,
+        "kind": kind,
+        "near_m": near_boundary_m,
+        "near_deg": _degrees_for(near_boundary_m, wlat),
+    }
+    for k, ring in enumerate((*(min(r, search_m) for r in RINGS_M), search_m)):
+        params[f"m{k}"] = ring
+        params[f"deg{k}"] = _degrees_for(ring, wlat)
+    row = connection.execute(_LOCATE, params).one()
+    if row.grid_id is None:
+        _refuse_swapped(connection, lon, lat, system, {**params, "as_of": row.as_of})
+    grid = None
+    if row.grid_id is not None:
+        grid = GridAnswer(
+            id=int(row.grid_id),
+            code=str(row.grid_code),
+            kind=str(row.grid_kind),
+            worker_id=None if row.worker_id is None else int(row.worker_id),
+            worker_name=row.worker_name,
+        )
+    community = (
+        None
+        if row.community_id is None
+        else Place(int(row.community_id), str(row.community_code), str(row.community_name))
+    )
+    subdistrict = (
+        None
+        if row.subdistrict_id is None
+        else Place(int(row.subdistrict_id), str(row.subdistrict_code), str(row.subdistrict_name))
+    )
+    near = (
+        None
+        if row.near_code is None
+        else NearBoundary(code=str(row.near_code), distance_m=float(row.near_m))
+    )
+    mapping = row._mapping
+    building = None
+    stairwell = None
+    for k in range(_RING_COUNT):
+        if building is None and mapping[f"b{k}_id"] is not None:
+            building = NearestBuilding(
+                id=int(mapping[f"b{k}_id"]),
+                name=mapping[f"b{k}_name"],
+                number=mapping[f"b{k}_number"],
+                distance_m=float(mapping[f"b{k}_d"]),
+            )
+        if stairwell is None and mapping[f"s{k}_id"] is not None:
+            stairwell = NearestStairwell(
+                id=int(mapping[f"s{k}_id"]),
+                building_id=int(mapping[f"s{k}_building_id"]),
+                unit_no=int(mapping[f"s{k}_unit_no"]),
+                lon=float(mapping[f"s{k}_lon"]),
+                lat=float(mapping[f"s{k}_lat"]),
+                distance_m=float(mapping[f"s{k}_d"]),
+            )
     return Location(
         lon=wlon,
         lat=wlat,
         inside_managed_area=grid is not None,
-        grid=grid[0] if grid else None,
+        grid=grid,
         community=community,
         subdistrict=subdistrict,
         near_boundary=near,
@@ -193,30 +244,113 @@ def locate(
     )
 
 
-def _covering_grid(
-    connection: Connection, point: dict[str, Any]
-) -> tuple[GridAnswer, int | None] | None:
-    row = connection.execute(
+# One round trip. Laterals: the covering cell (lowest code), its community (else the covering
+# community), the subdistrict (of the community, else the covering one), the nearest other cell
+# within the confirmation distance, the nearest building and stairwell within the search
+# distance. Each metric filter is preceded by a degree-box test on the indexed geometry.
+_LOCATE_TEMPLATE = """
+WITH p AS (
+    SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS pt,
+           coalesce(CAST(:as_of AS timestamptz), clock_timestamp()) AS t
+)
+SELECT p.t AS as_of,
+       g.id AS grid_id, g.code AS grid_code, g.kind AS grid_kind,
+       g.worker_id, g.worker_name,
+       c.id AS community_id, c.code AS community_code, c.name AS community_name,
+       s.id AS subdistrict_id, s.code AS subdistrict_code, s.name AS subdistrict_name,
+       nb.code AS near_code, nb.d AS near_m{nearest_columns}
+FROM p
+LEFT JOIN LATERAL (
+    SELECT g.id, g.code, g.kind, g.community_id, w.id AS worker_id, w.name AS worker_name
+    FROM grid g LEFT JOIN grid_worker w ON w.id = g.worker_id
+    WHERE g.kind = :kind AND g.valid_from <= p.t AND (g.valid_to IS NULL OR g.valid_to > p.t)
+      AND ST_Covers(g.geom, p.pt)
+    ORDER BY g.code, g.id LIMIT 1
+) g ON true
+LEFT JOIN LATERAL (
+    SELECT c.id, c.code, c.name, c.subdistrict_id FROM (
+        (SELECT c.*, 0 AS pick FROM community c WHERE c.id = g.community_id)
+        UNION ALL
+        (SELECT c.*, 1 AS pick FROM community c
+         WHERE g.community_id IS NULL AND ST_Covers(c.geom, p.pt) ORDER BY c.code LIMIT 1)
+    ) c ORDER BY c.pick LIMIT 1
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT s.id, s.code, s.name FROM (
+        (SELECT s.*, 0 AS pick FROM subdistrict s WHERE s.id = c.subdistrict_id)
+        UNION ALL
+        (SELECT s.*, 1 AS pick FROM subdistrict s
+         WHERE c.subdistrict_id IS NULL AND ST_Covers(s.geom, p.pt) ORDER BY s.code LIMIT 1)
+    ) s ORDER BY s.pick LIMIT 1
+) s ON true
+LEFT JOIN LATERAL (
+    SELECT o.code, ST_Distance(o.geom::geography, p.pt::geography) AS d
+    FROM grid o
+    WHERE o.kind = :kind AND o.id IS DISTINCT FROM g.id
+      AND o.valid_from <= p.t AND (o.valid_to IS NULL OR o.valid_to > p.t)
+      AND o.geom && ST_Expand(p.pt, :near_deg)
+      AND ST_DWithin(o.geom::geography, p.pt::geography, :near_m)
+    ORDER BY d, o.code LIMIT 1
+) nb ON true{nearest_laterals}
+"""
+# Nearest building/stairwell in growing rings: a hit within a ring is the nearest overall (all
+# rows within that distance were ranked), so wider rings run only when the inner ones are empty.
+RINGS_M = (50.0, 250.0)
+_NEAREST = {
+    "b": (
+        "b{k}.id AS b{k}_id, b{k}.name AS b{k}_name, b{k}.number AS b{k}_number, b{k}.d AS b{k}_d",
+        """
+LEFT JOIN LATERAL (
+    SELECT b.id, b.name, b.number, ST_Distance(b.footprint::geography, p.pt::geography) AS d
+    FROM building b
+    WHERE {outer_empty}b.footprint && ST_Expand(p.pt, :deg{k})
+      AND ST_DWithin(b.footprint::geography, p.pt::geography, :m{k})
+    ORDER BY d, b.id LIMIT 1
+) b{k} ON true""",
+    ),
+    "s": (
+        "s{k}.id AS s{k}_id, s{k}.building_id AS s{k}_building_id, s{k}.unit_no AS s{k}_unit_no,"
+        " s{k}.lon AS s{k}_lon, s{k}.lat AS s{k}_lat, s{k}.d AS s{k}_d",
+        """
+LEFT JOIN LATERAL (
+    SELECT st.id, st.building_id, st.unit_no, ST_X(st.entrance) AS lon, ST_Y(st.entrance) AS lat,
+           ST_Distance(st.entrance::geography, p.pt::geography) AS d
+    FROM stairwell st
+    WHERE {outer_empty}st.entrance && ST_Expand(p.pt, :deg{k})
+      AND ST_DWithin(st.entrance::geography, p.pt::geography, :m{k})
+    ORDER BY d, st.id LIMIT 1
+) s{k} ON true""",
+    ),
+}
+_RING_COUNT = len(RINGS_M) + 1  # the last ring is the caller's search distance
+
+
+def _nearest_sql() -> tuple[str, str]:
+    columns: list[str] = []
+    laterals: list[str] = []
+    for prefix, (column, lateral) in _NEAREST.items():
+        for k in range(_RING_COUNT):
+            inner = " AND ".join(f"{prefix}{i}.id IS NULL" for i in range(k))
+            columns.append(column.format(k=k))
+            laterals.append(lateral.format(k=k, outer_empty=f"{inner} AND " if inner else ""))
+    return ",\n       " + ",\n       ".join(columns), "".join(laterals)
+
+
+_COLUMNS, _LATERALS = _nearest_sql()
+_LOCATE = text(_LOCATE_TEMPLATE.format(nearest_columns=_COLUMNS, nearest_laterals=_LATERALS))
+
+
+def _covering_code(connection: Connection, params: dict[str, Any]) -> str | None:
+    code = connection.execute(
         text(
-            "SELECT g.id, g.code, g.kind, w.id, w.name, g.community_id FROM grid g"
-            " LEFT JOIN grid_worker w ON w.id = g.worker_id"
-            " WHERE g.kind = :kind"
+            "SELECT g.code FROM grid g WHERE g.kind = :kind"
             " AND g.valid_from <= :as_of AND (g.valid_to IS NULL OR g.valid_to > :as_of)"
             " AND ST_Covers(g.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
             " ORDER BY g.code, g.id LIMIT 1"
         ),
-        point,
-    ).first()
-    if row is None:
-        return None
-    answer = GridAnswer(
-        id=int(row[0]),
-        code=str(row[1]),
-        kind=str(row[2]),
-        worker_id=None if row[3] is None else int(row[3]),
-        worker_name=row[4],
-    )
-    return answer, None if row[5] is None else int(row[5])
+        params,
+    ).scalar()
+    return None if code is None else str(code)
 
 
 def _refuse_swapped(
@@ -224,7 +358,7 @@ def _refuse_swapped(
     lon: float | str,
     lat: float | str,
     system: CoordinateSystem,
-    point: dict[str, Any],
+    params: dict[str, Any],
 ) -> None:
     """Raise when the swapped order of an outside point falls inside a current cell."""
     try:
@@ -232,133 +366,9 @@ def _refuse_swapped(
         slon, slat = to_wgs84(float(x), float(y), system)
     except InputError:
         return
-    swapped = {**point, "lon": slon, "lat": slat}
-    if _covering_grid(connection, swapped) is not None:
+    if _covering_code(connection, {**params, "lon": slon, "lat": slat}) is not None:
         msg = (
             f"({lon}, {lat}) is outside every grid cell but ({lat}, {lon}) is inside one:"
             " longitude and latitude look swapped"
         )
         raise InputError("lat", msg)
-
-
-def _place(row: Any, offset: int) -> Place | None:
-    if row is None or row[offset] is None:
-        return None
-    return Place(id=int(row[offset]), code=str(row[offset + 1]), name=str(row[offset + 2]))
-
-
-def _places(
-    connection: Connection, point: dict[str, Any], grid: tuple[GridAnswer, int | None] | None
-) -> tuple[Place | None, Place | None]:
-    community_id = grid[1] if grid else None
-    if community_id is not None:
-        row = connection.execute(
-            text(
-                "SELECT c.id, c.code, c.name, s.id, s.code, s.name FROM community c"
-                " LEFT JOIN subdistrict s ON s.id = c.subdistrict_id WHERE c.id = :id"
-            ),
-            {"id": community_id},
-        ).first()
-    else:
-        row = connection.execute(
-            text(
-                "SELECT c.id, c.code, c.name, s.id, s.code, s.name FROM community c"
-                " LEFT JOIN subdistrict s ON s.id = c.subdistrict_id"
-                " WHERE ST_Covers(c.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-                " ORDER BY c.code LIMIT 1"
-            ),
-            point,
-        ).first()
-    community = _place(row, 0)
-    subdistrict = _place(row, 3)
-    if subdistrict is None:
-        row = connection.execute(
-            text(
-                "SELECT s.id, s.code, s.name FROM subdistrict s"
-                " WHERE ST_Covers(s.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-                " ORDER BY s.code LIMIT 1"
-            ),
-            point,
-        ).first()
-        subdistrict = _place(row, 0)
-    return community, subdistrict
-
-
-def _near_boundary(
-    connection: Connection,
-    point: dict[str, Any],
-    grid: tuple[GridAnswer, int | None] | None,
-    metres: float,
-) -> NearBoundary | None:
-    row = connection.execute(
-        text(
-            "SELECT g.code, ST_Distance(g.geom::geography, pt::geography) AS d"
-            " FROM grid g, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS pt) p"
-            " WHERE g.kind = :kind AND g.id <> :own"
-            " AND g.valid_from <= :as_of AND (g.valid_to IS NULL OR g.valid_to > :as_of)"
-            " AND g.geom && ST_Expand(pt, :deg)"
-            " AND ST_DWithin(g.geom::geography, pt::geography, :metres)"
-            " ORDER BY d, g.code LIMIT 1"
-        ),
-        {
-            **point,
-            "own": grid[0].id if grid else -1,
-            "deg": _degrees_for(metres, point["lat"]),
-            "metres": metres,
-        },
-    ).first()
-    return None if row is None else NearBoundary(code=str(row[0]), distance_m=float(row[1]))
-
-
-def _nearest(
-    connection: Connection, sql: str, point: dict[str, Any], search_m: float
-) -> Any | None:
-    """Nearest row in metres: index pre-filter by a degree box, exact spheroid ordering."""
-    return connection.execute(
-        text(sql),
-        {**point, "deg": _degrees_for(search_m, point["lat"]), "metres": search_m},
-    ).first()
-
-
-def _nearest_building(
-    connection: Connection, point: dict[str, Any], search_m: float
-) -> NearestBuilding | None:
-    row = _nearest(
-        connection,
-        "SELECT b.id, b.name, b.number, ST_Distance(b.footprint::geography, pt::geography) AS d"
-        " FROM building b, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS pt) p"
-        " WHERE b.footprint && ST_Expand(pt, :deg)"
-        " AND ST_DWithin(b.footprint::geography, pt::geography, :metres)"
-        " ORDER BY d, b.id LIMIT 1",
-        point,
-        search_m,
-    )
-    if row is None:
-        return None
-    return NearestBuilding(id=int(row[0]), name=row[1], number=row[2], distance_m=float(row[3]))
-
-
-def _nearest_stairwell(
-    connection: Connection, point: dict[str, Any], search_m: float
-) -> NearestStairwell | None:
-    row = _nearest(
-        connection,
-        "SELECT s.id, s.building_id, s.unit_no, ST_X(s.entrance), ST_Y(s.entrance),"
-        " ST_Distance(s.entrance::geography, pt::geography) AS d"
-        " FROM stairwell s, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS pt) p"
-        " WHERE s.entrance && ST_Expand(pt, :deg)"
-        " AND ST_DWithin(s.entrance::geography, pt::geography, :metres)"
-        " ORDER BY d, s.id LIMIT 1",
-        point,
-        search_m,
-    )
-    if row is None:
-        return None
-    return NearestStairwell(
-        id=int(row[0]),
-        building_id=int(row[1]),
-        unit_no=int(row[2]),
-        lon=float(row[3]),
-        lat=float(row[4]),
-        distance_m=float(row[5]),
-    )

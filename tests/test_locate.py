@@ -381,3 +381,31 @@ def test_locate_agrees_with_cell_index_on_random_points_and_vertices(
     found = [locate(connection, float(x), float(y)).grid for x, y in points]
     assert [g.code if g else None for g in found] == expected
     assert sum(e is None for e in expected) > 10
+
+
+def _box_east_of(lon: float, lat: float, metres_east: float) -> shapely.Polygon:
+    west = lon + metres_east / 85_000.0
+    return shapely.box(west, lat - 0.0001, west + 0.0002, lat + 0.0001)
+
+
+def test_nearest_building_beyond_the_first_ring_is_the_nearest_one(
+    connection: Connection, squares: dict[str, int]
+) -> None:
+    point = (X0 + 1.8 * D, Y0 + 1.8 * D)
+    insert_building(connection, _box_east_of(*point, 400.0), "40")
+    insert_building(connection, _box_east_of(*point, 120.0), "12")
+    found = locate(connection, *point)
+    assert found.building is not None and found.building.number == "12"
+    edge = (point[0] + 120.0 / 85_000.0, point[1])
+    assert found.building.distance_m == pytest.approx(metres(point, edge), abs=0.01)
+
+
+def test_nearest_building_in_the_outer_ring_up_to_the_search_distance(
+    connection: Connection, squares: dict[str, int]
+) -> None:
+    point = (X0 + 1.8 * D, Y0 + 1.8 * D)
+    insert_building(connection, _box_east_of(*point, 600.0), "60")
+    assert locate(connection, *point, search_m=500).building is None
+    found = locate(connection, *point, search_m=1_000)
+    assert found.building is not None and found.building.number == "60"
+    assert 590.0 < found.building.distance_m < 610.0
