@@ -5,8 +5,10 @@ Tie rule (the same everywhere in wangge)
 A point belongs to a cell when the cell **covers** it: interior *or* boundary, so a point on the
 outer boundary of the managed area counts as inside. When several cells cover a point (a point
 on a shared edge or vertex, or overlapping cells), the cell with the **lowest id** wins; ids are
-compared in their natural order (15-digit grid codes compare like numbers). A point covered by no
-cell gets ``-1``. Non-finite coordinates get ``-1``.
+compared in numpy sort order (numbers numerically, strings character by character, so grid codes
+of equal length, such as the 15-digit codes, compare like numbers). Without ids the lowest
+position wins. A point covered by no cell gets ``-1``. Non-finite coordinates get ``-1``.
+:func:`gis.locate.locate` applies the same rule in PostGIS (``ST_Covers``, lowest code).
 
 How it is fast
 --------------
