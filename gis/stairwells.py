@@ -954,10 +954,17 @@ def _store_counts(connection: Connection, counts: list[_Count], report: CsvRepor
         "e": [c.elderly for c in counts],
     }
     ids = sorted({c.building_id for c in counts})
-    deleted = connection.execute(
-        text(_DELETE_REPLACED), {"ids": ids, "b": values["b"], "u": values["u"]}
+    # Every estimated row of these buildings goes: deleted here, or overwritten just below.
+    report.replaced_estimates = int(
+        connection.execute(
+            text(
+                "SELECT count(*) FROM stairwell"
+                " WHERE estimated AND building_id = ANY(CAST(:ids AS integer[]))"
+            ),
+            {"ids": ids},
+        ).scalar_one()
     )
-    report.replaced_estimates = int(deleted.rowcount)
+    connection.execute(text(_DELETE_REPLACED), {"ids": ids, "b": values["b"], "u": values["u"]})
     connection.execute(text(_UPSERT_COUNTS), values)
     report.stored = len(counts)
     report.buildings = len(ids)

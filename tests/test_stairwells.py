@@ -353,7 +353,7 @@ def test_csv_counts_replace_the_estimates_of_their_building(
         (2, 17, 39, 12),
     ]
     assert {(r.estimated, r.source) for r in rows} == {(False, "csv")}
-    assert report.replaced_estimates == 2
+    assert report.replaced_estimates == 4  # units 1-2 overwritten, 3-4 deleted
 
 
 def test_csv_keeps_the_estimated_entrance_of_the_same_unit(
