@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.deps import ApiSettingsDep, ReadConnectionDep
 from api.schemas import FeatureCollection, LayerInfo
@@ -41,7 +41,7 @@ class LayerQuery:
 
 
 async def layer_query(
-    name: str,
+    name: Annotated[str, Path(description=f"One of: {', '.join(CATALOGUE)}.")],
     settings: ApiSettingsDep,
     bbox: Annotated[
         str | None,
