@@ -140,7 +140,8 @@ class CellIndex:
     ------
     gis.errors.InputError
         Field ``geometries`` (naming the row) for a missing, empty, invalid or non-polygon
-        geometry; field ``ids`` for duplicate ids or a length mismatch.
+        geometry, or when the coordinates are not longitude/latitude degrees; field ``ids`` for
+        duplicate ids or a length mismatch.
     """
 
     def __init__(
@@ -170,6 +171,13 @@ class CellIndex:
             float(bounds[:, 2].max()),
             float(bounds[:, 3].max()),
         )
+        west, south, east, north = self._extent
+        if not (west >= -180.0 and east <= 180.0 and south >= -90.0 and north <= 90.0):
+            msg = (
+                f"extent ({west:.6g}, {south:.6g}, {east:.6g}, {north:.6g}) is not WGS84"
+                " longitude/latitude in degrees"
+            )
+            raise InputError("geometries", msg)
         self._build_raster(bounds, buckets_per_cell, max_buckets)
         self._epsg = utm_epsg(
             (self._extent[0] + self._extent[2]) / 2.0, (self._extent[1] + self._extent[3]) / 2.0

@@ -300,6 +300,13 @@ def test_non_polygon_geometry_raises_input_error() -> None:
     assert info.value.field == "geometries"
 
 
+def test_projected_coordinates_raise_input_error() -> None:
+    with pytest.raises(InputError) as info:
+        CellIndex.from_geometries([shapely.box(441_000, 4_417_000, 441_100, 4_417_100)])
+    assert info.value.field == "geometries"
+    assert "WGS84" in info.value.message
+
+
 def test_duplicate_ids_raise_input_error_naming_ids() -> None:
     with pytest.raises(InputError) as info:
         CellIndex.from_geometries([shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)], ["a", "a"])
