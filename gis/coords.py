@@ -490,14 +490,16 @@ def _area_geometry(area: Area) -> shapely.Geometry:
 
 
 @overload
-def detect_swapped(lon: float, lat: float, area: Area, *, crs: object = ...) -> bool: ...
+def detect_swapped(
+    lon: float | str, lat: float | str, area: Area, *, crs: object = ...
+) -> bool: ...
 @overload
 def detect_swapped(
     lon: ArrayInput, lat: ArrayInput, area: Area, *, crs: object = ...
 ) -> npt.NDArray[np.bool_]: ...
 def detect_swapped(
-    lon: float | ArrayInput,
-    lat: float | ArrayInput,
+    lon: float | str | ArrayInput,
+    lat: float | str | ArrayInput,
     area: Area,
     *,
     crs: object = CoordinateSystem.WGS84,
@@ -505,8 +507,8 @@ def detect_swapped(
     """Tell whether latitude and longitude look swapped relative to a managed area.
 
     A point is reported as swapped when ``(lon, lat)`` lies outside ``area`` and ``(lat, lon)``
-    lies inside it (boundary included). Values that cannot be coordinates in either order are
-    simply not swapped; this function never raises for bad numbers.
+    lies inside it (boundary included). Values that cannot be coordinates in either order (NaN,
+    infinite, out of range) are simply not swapped.
 
     Parameters
     ----------
@@ -524,10 +526,10 @@ def detect_swapped(
     Raises
     ------
     gis.errors.InputError
-        Field ``crs`` for an unknown coordinate system.
+        Field ``crs`` for an unknown coordinate system; ``lon``/``lat`` for non-numeric values.
     """
     system = parse_crs(crs)
-    x, y, scalar = _arrays(lon, lat)
+    x, y, scalar = _arrays(_numeric(lon, "lon"), _numeric(lat, "lat"))
     geometry = _area_geometry(area)
     shapely.prepare(geometry)
 

@@ -205,6 +205,12 @@ def test_detect_swapped_accepts_arrays_and_input_crs() -> None:
     assert result.tolist() == [True, False]
 
 
+def test_detect_swapped_rejects_non_numeric_input_naming_the_field() -> None:
+    with pytest.raises(InputError) as info:
+        detect_swapped("abc", 39.9, (116.30, 39.85, 116.45, 39.95))
+    assert info.value.field == "lon"
+
+
 def test_utm_epsg_picks_zone_50_north_for_beijing() -> None:
     assert utm_epsg(*WGS) == 32650
 
