@@ -37,7 +37,6 @@ class LayerInfo(BaseModel):
 
     name: str
     title: str
-    geometry_type: str | None = None
     properties: list[str]
     min_zoom: int
 

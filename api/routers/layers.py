@@ -18,7 +18,7 @@ GEOJSON = "application/geo+json"
 
 
 @router.get("/layers", response_model=list[LayerInfo])
-def list_layers() -> list[LayerInfo]:
+async def list_layers() -> list[LayerInfo]:
     """List the layers of the catalogue."""
     return [
         LayerInfo(
