@@ -213,6 +213,104 @@ def coverage(
     return table
 
 
+def update_coverage(
+    table: pd.DataFrame,
+    origins: gpd.GeoDataFrame | gpd.GeoSeries,
+    facilities: gpd.GeoDataFrame,
+    network: WalkNetwork,
+    *,
+    touched: gpd.GeoDataFrame,
+    type_column: str = "type",
+    settings: CircleSettings | None = None,
+) -> pd.DataFrame:
+    """Update a coverage table after facilities were added, moved or removed.
+
+    Only the rows of the touched types whose origins lie within the search limit (in a
+    straight line, between snapped points) of a touched place are recomputed: a walk is
+    never shorter than the straight line, so no other row can change. The answer equals
+    a full :func:`coverage` of the new facilities.
+
+    Parameters
+    ----------
+    table
+        The result of :func:`coverage` for ``origins`` before the change (network rows).
+    origins
+        The same origins (unique index).
+    facilities
+        All facilities after the change.
+    network
+        The walking network the table was computed on.
+    touched
+        The places that changed, with their type: the old position of a moved or removed
+        facility and the new position of a moved or added one.
+    type_column
+        Column of ``facilities`` and ``touched`` holding the type.
+    settings
+        The settings the table was computed with.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new table; ``table`` is unchanged.
+
+    Raises
+    ------
+    InputError
+        If the origins' index is not unique (``origins``), ``touched`` lacks the type
+        column (``touched``) or the table lacks a touched type (``table``).
+    """
+    settings = settings or CircleSettings()
+    if not origins.index.is_unique:
+        raise InputError("origins", "the index must identify each origin once")
+    if type_column not in touched.columns:
+        raise InputError("touched", f"no column {type_column!r}")
+    limit = max(t.distance_m for t in thresholds(settings=settings))
+    reach = max(limit, settings.nearest_limit_m or limit)
+    out = table.copy()
+    if len(touched) == 0 or len(origins) == 0:
+        return out
+    o_snap = network.snap(origins, max_snap_m=settings.max_snap_m).frame
+    t_snap = network.snap(touched, max_snap_m=settings.max_snap_m).frame
+    tree = cKDTree(o_snap[["x", "y"]].to_numpy())
+    kinds = touched[type_column].astype(str).to_numpy()
+    row_of = pd.Series(
+        np.arange(len(out)),
+        index=pd.MultiIndex.from_arrays(
+            [out["origin"].to_numpy(), out["type"].astype(str).to_numpy()]
+        ),
+    )
+    for kind in sorted(set(kinds.tolist())):
+        if kind not in set(out["type"].astype(str)):
+            raise InputError("table", f"has no rows of type {kind!r}")
+        if np.isfinite(reach):
+            near = tree.query_ball_point(
+                t_snap[["x", "y"]].to_numpy()[kinds == kind], reach, return_sorted=False
+            )
+            hit = np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in near]))
+        else:
+            hit = np.arange(len(origins))
+        if hit.shape[0] == 0:
+            continue
+        fresh = coverage(
+            origins.iloc[hit],
+            facilities,
+            network,
+            type_column=type_column,
+            types=[kind],
+            settings=settings,
+        )
+        pos = row_of.loc[list(zip(fresh["origin"], [kind] * len(fresh), strict=True))].to_numpy()
+        labels = out.index[pos]
+        for col in fresh.columns:
+            if col in ("origin", "type", "method"):
+                continue
+            if out[col].dtype != fresh[col].dtype:
+                # e.g. a new facility id of another kind than the old ids
+                out[col] = out[col].astype(object)
+            out.loc[labels, col] = fresh[col].to_numpy()
+    return out
+
+
 def _ids(ids: pd.Index, pos: NDArray[np.int64]) -> Any:
     """Index values at ``pos``, missing where ``pos`` is -1 (nullable for integer ids)."""
     ok = pos >= 0

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from shapely import LineString, Point
 
-from gis.circles import CircleSettings, coverage, coverage_shares, thresholds
+from gis.circles import CircleSettings, coverage, coverage_shares, thresholds, update_coverage
 from gis.errors import InputError
 from gis.network import WalkNetwork
 
@@ -311,3 +311,49 @@ def test_shares_refuse_an_unknown_group_column() -> None:
     homes, stairwells = _stairwells()
     with pytest.raises(InputError, match="by"):
         coverage_shares(coverage(homes, shops, network), stairwells, by="community")
+
+
+def _changed_pois(pois: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Move one park 300 m east, remove a pharmacy, add a school; return (after, touched)."""
+    utm = pois.estimate_utm_crs()
+    after = pois.to_crs(utm)
+    park = after.index[after["type"] == "park"][0]
+    pharmacy = after.index[after["type"] == "pharmacy"][0]
+    school = after[after["type"] == "school"].iloc[[0]].copy()
+    school.index = [10**12]
+    school["geometry"] = school.geometry.translate(-250, 120)
+    old_park = after.loc[[park], ["type", "geometry"]]
+    after.loc[park, "geometry"] = Point(after.geometry[park].x + 300, after.geometry[park].y)
+    touched = pd.concat(
+        [
+            old_park,
+            after.loc[[park], ["type", "geometry"]],
+            after.loc[[pharmacy], ["type", "geometry"]],
+            school[["type", "geometry"]],
+        ]
+    )
+    after = pd.concat([after.drop(index=pharmacy), school])
+    return gpd.GeoDataFrame(after, crs=utm), gpd.GeoDataFrame(touched, crs=utm)
+
+
+def test_incremental_update_equals_a_full_recompute(demo: dict[str, Any]) -> None:
+    after, touched = _changed_pois(demo["pois"])
+    types = sorted(demo["pois"]["type"].unique())
+    updated = update_coverage(
+        demo["table"], demo["origins"], after, demo["network"], touched=touched
+    )
+    full = coverage(demo["origins"], after, demo["network"], types=types)
+    key = ["type", "origin"]
+    a = updated.astype({"type": str}).sort_values(key).reset_index(drop=True)
+    b = full.astype({"type": str}).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False, check_categorical=False)
+    assert not a.equals(demo["table"].astype({"type": str}).sort_values(key).reset_index(drop=True))
+
+
+def test_incremental_update_leaves_far_origins_alone(demo: dict[str, Any]) -> None:
+    after, touched = _changed_pois(demo["pois"])
+    updated = update_coverage(
+        demo["table"], demo["origins"], after, demo["network"], touched=touched
+    )
+    untouched = ~demo["table"]["type"].isin(["park", "pharmacy", "school"])
+    pd.testing.assert_frame_equal(updated[untouched], demo["table"][untouched])
