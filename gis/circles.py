@@ -311,6 +311,89 @@ def update_coverage(
     return out
 
 
+def reachable(
+    point: gpd.GeoSeries,
+    facilities: gpd.GeoDataFrame,
+    network: WalkNetwork,
+    *,
+    type_column: str = "type",
+    settings: CircleSettings | None = None,
+) -> pd.DataFrame:
+    """List the facilities within walking reach of one point, nearest first.
+
+    Parameters
+    ----------
+    point
+        One point, in any set CRS.
+    facilities
+        Facility points with a type column.
+    network
+        The walking network.
+    type_column
+        Column of ``facilities`` holding the type.
+    settings
+        Levels, speeds and the search limit (the largest level distance).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per facility within the limit: ``facility`` (index value), ``type``,
+        ``distance_m``, ``minutes_<group>`` for every group speed, and ``level_standard``
+        (the smallest level whose standard radius covers it; NaN when none).
+
+    Raises
+    ------
+    InputError
+        If ``point`` holds other than one point (``point``) or ``type_column`` is
+        missing (``type_column``).
+    """
+    settings = settings or CircleSettings()
+    if len(point) != 1:
+        raise InputError("point", f"expected one point, got {len(point)}")
+    if type_column not in facilities.columns:
+        raise InputError("type_column", f"facilities have no column {type_column!r}")
+    limit = max(t.distance_m for t in thresholds(settings=settings))
+    o = network.snap(point, max_snap_m=settings.max_snap_m).frame
+    f = network.snap(facilities, max_snap_m=settings.max_snap_m).frame
+    o_extra = o["snap_m"].to_numpy() if settings.add_snap_distance else np.zeros(1)
+    f_extra = f["snap_m"].to_numpy() if settings.add_snap_distance else np.zeros(len(f))
+    oe = o["edge"].to_numpy()
+    ot = o["t"].to_numpy()
+    aug = _augment(
+        network.graph,
+        network.edge_u[oe],
+        network.edge_v[oe],
+        ot,
+        network.edge_length[oe] - ot,
+    )
+    n = network.n_nodes
+    d = csgraph.dijkstra(aug, directed=True, indices=n, limit=limit)
+    fe = f["edge"].to_numpy()
+    ft = f["t"].to_numpy()
+    dist = np.minimum(
+        d[network.edge_u[fe]] + ft, d[network.edge_v[fe]] + network.edge_length[fe] - ft
+    )
+    same = fe == oe[0]
+    dist[same] = np.minimum(dist[same], np.abs(ft[same] - ot[0]))
+    dist = dist + f_extra + o_extra[0]
+    keep = np.flatnonzero(dist <= limit)
+    out = pd.DataFrame(
+        {
+            "facility": facilities.index[keep],
+            "type": facilities[type_column].astype(str).to_numpy()[keep],
+            "distance_m": dist[keep],
+        }
+    )
+    for group, kmh in settings.speeds_kmh.items():
+        out[f"minutes_{group}"] = out["distance_m"] / (kmh * 1000.0 / 60.0)
+    radii = sorted(settings.standard_radius_m.items(), key=lambda mr: mr[1])
+    level = np.full(len(out), np.nan)
+    for minutes, radius in reversed(radii):
+        level[out["distance_m"].to_numpy() <= radius] = minutes
+    out["level_standard"] = level
+    return out.sort_values("distance_m", ignore_index=True)
+
+
 def _ids(ids: pd.Index, pos: NDArray[np.int64]) -> Any:
     """Index values at ``pos``, missing where ``pos`` is -1 (nullable for integer ids)."""
     ok = pos >= 0

@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 from shapely import LineString, Point
 
-from gis.circles import CircleSettings, coverage, coverage_shares, thresholds, update_coverage
+from gis.circles import (
+    CircleSettings,
+    coverage,
+    coverage_shares,
+    reachable,
+    thresholds,
+    update_coverage,
+)
 from gis.errors import InputError
 from gis.network import WalkNetwork
 
@@ -357,3 +364,24 @@ def test_incremental_update_leaves_far_origins_alone(demo: dict[str, Any]) -> No
     )
     untouched = ~demo["table"]["type"].isin(["park", "pharmacy", "school"])
     pd.testing.assert_frame_equal(updated[untouched], demo["table"][untouched])
+
+
+def test_reachable_lists_facilities_nearest_first_with_minutes() -> None:
+    network, shops = _line_world()
+    here = gpd.GeoSeries([Point(X0 + 350, Y0 - 20)], crs=UTM50)
+    table = reachable(here, shops, network)
+    assert table["facility"].tolist() == ["s1", "s2", "c1"]
+    assert table["distance_m"].tolist() == pytest.approx([280.0, 370.0, 1170.0])
+    assert table["minutes_elderly"].iloc[0] == pytest.approx(280.0 / 65.0)
+    assert table["level_standard"].iloc[:2].tolist() == [5, 10]
+    assert np.isnan(table["level_standard"].iloc[2])
+
+
+def test_reachable_agrees_with_coverage_on_the_demo(demo: dict[str, Any]) -> None:
+    origin = demo["origins"].iloc[[7]]
+    table = reachable(origin, demo["pois"], demo["network"])
+    nearest = table.groupby("type")["distance_m"].min()
+    rows = demo["table"][demo["table"]["origin"] == origin.index[0]].set_index("type")
+    found = rows["distance_m"].dropna()
+    assert nearest.sort_index().to_numpy() == pytest.approx(found.sort_index().to_numpy())
+    assert (table.groupby("type").size() == rows.loc[nearest.index, "count_adult_15"]).all()
