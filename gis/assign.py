@@ -531,15 +531,32 @@ class CellIndex:
         return NearBoundary(other, distance)
 
     @cached_property
-    def _segments(self) -> tuple[FloatArray, FloatArray, IntArray]:
-        """Boundary segments of every cell in UTM metres: start (n, 2), end (n, 2), cell."""
+    def _segments(self) -> tuple[FloatArray, FloatArray, IntArray, IntArray]:
+        """Boundary segments in UTM metres: start (n, 2), end (n, 2), cell, second cell or -1.
+
+        An edge shared by exactly two cells is kept once, with both cells.
+        """
         _, utm_geoms, _ = self._metric
         parts, part_cell = shapely.get_parts(utm_geoms, return_index=True)
         rings, ring_part = shapely.get_rings(parts, return_index=True)
         coords, ring_of = shapely.get_coordinates(rings, return_index=True)
         same = ring_of[:-1] == ring_of[1:]
         cell = part_cell[ring_part[ring_of[:-1][same]]].astype(np.int64)
-        return coords[:-1][same], coords[1:][same], cell
+        start, end = coords[:-1][same], coords[1:][same]
+        # Orient every segment the same way, then find runs of identical segments.
+        flip = (start[:, 0] > end[:, 0]) | ((start[:, 0] == end[:, 0]) & (start[:, 1] > end[:, 1]))
+        start, end = np.where(flip[:, None], end, start), np.where(flip[:, None], start, end)
+        order = np.lexsort((end[:, 1], end[:, 0], start[:, 1], start[:, 0]))
+        start, end, cell = start[order], end[order], cell[order]
+        equal = np.all(start[1:] == start[:-1], axis=1) & np.all(end[1:] == end[:-1], axis=1)
+        run_start = np.flatnonzero(np.r_[True, ~equal])
+        run_length = np.diff(np.r_[run_start, cell.size])
+        pair = run_start[run_length == 2]
+        second = np.full(cell.size, -1, dtype=np.int64)
+        second[pair] = cell[pair + 1]
+        keep = np.ones(cell.size, dtype=bool)
+        keep[pair + 1] = False
+        return start[keep], end[keep], cell[keep], second[keep]
 
     def _boundary_distances(
         self, ux: FloatArray, uy: FloatArray, own: IntArray, threshold_m: float
@@ -551,7 +568,7 @@ class CellIndex:
         cell of side ``g = 2 * threshold``; a piece within the threshold of a point has its
         midpoint within ``g`` of it, so it is found in the point's hash cell or a neighbour.
         """
-        start, end, seg_cell = self._segments
+        start, end, seg_cell, seg_second = self._segments
         side = max(2.0 * threshold_m, 1.0) * (1.0 + 1e-6)
         # A larger side stays correct (side >= 2 * threshold); it bounds the hash table size.
         span = max(
@@ -594,9 +611,10 @@ class CellIndex:
                 piece_parts.append(order[np.repeat(lo, count) + local])
         point = np.concatenate(point_parts)
         piece = np.concatenate(piece_parts)
-        cell = seg_cell[seg[piece]]
-        other = cell != own[point]
-        point, piece, cell = point[other], piece[other], cell[other]
+        first, second = seg_cell[seg[piece]], seg_second[seg[piece]]
+        mine = own[point]
+        useful = (first != mine) | ((second >= 0) & (second != mine))
+        point, piece, first, second = point[useful], piece[useful], first[useful], second[useful]
         # Distance from each point to its candidate piece (clamped projection).
         ax, ay = q0[piece, 0], q0[piece, 1]
         bx, by = q1[piece, 0] - ax, q1[piece, 1] - ay
@@ -609,7 +627,15 @@ class CellIndex:
         )
         d = np.hypot(wx - t * bx, wy - t * by)
         close = d <= threshold_m
-        return point[close], cell[close], d[close]
+        point, first, second, d = point[close], first[close], second[close], d[close]
+        mine = own[point]
+        use_first = first != mine
+        use_second = (second >= 0) & (second != mine)
+        return (
+            np.concatenate([point[use_first], point[use_second]]),
+            np.concatenate([first[use_first], second[use_second]]),
+            np.concatenate([d[use_first], d[use_second]]),
+        )
 
     def _maybe_near(
         self, x: FloatArray, y: FloatArray, threshold_m: float
