@@ -22,6 +22,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from numpy.typing import NDArray
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -392,6 +393,104 @@ def reachable(
         level[out["distance_m"].to_numpy() <= radius] = minutes
     out["level_standard"] = level
     return out.sort_values("distance_m", ignore_index=True)
+
+
+def isochrones(
+    point: gpd.GeoSeries,
+    network: WalkNetwork,
+    *,
+    distances_m: Sequence[float],
+    buffer_m: float = 25.0,
+    settings: CircleSettings | None = None,
+) -> gpd.GeoDataFrame:
+    """Draw the streets reached from one point within each distance, as display shapes.
+
+    The shape is the reached part of the network (edges cut where the walk runs out)
+    widened by ``buffer_m``: it never includes places the network does not reach, but it
+    is for display only; coverage figures always come from network distances.
+
+    Parameters
+    ----------
+    point
+        One point (a facility or any place), in any set CRS.
+    network
+        The walking network.
+    distances_m
+        Walking distances in metres, one shape each.
+    buffer_m
+        Half-width of the drawn shape around the reached streets, metres.
+    settings
+        Whether the walk to the network counts (``add_snap_distance``).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        In EPSG:4326, one row per distance: ``distance_m``, ``reached_m`` (length of
+        street reached), ``display_only`` (always True), polygon geometry.
+
+    Raises
+    ------
+    InputError
+        If ``point`` holds other than one point (``point``) or a distance is not positive
+        (``distances_m``).
+    """
+    settings = settings or CircleSettings()
+    if len(point) != 1:
+        raise InputError("point", f"expected one point, got {len(point)}")
+    if any(not d > 0 for d in distances_m):
+        raise InputError("distances_m", "distances must be positive")
+    o = network.snap(point, max_snap_m=settings.max_snap_m).frame
+    oe, ot = o["edge"].to_numpy(), o["t"].to_numpy()
+    start = float(o["snap_m"].iloc[0]) if settings.add_snap_distance else 0.0
+    aug = _augment(
+        network.graph, network.edge_u[oe], network.edge_v[oe], ot, network.edge_length[oe] - ot
+    )
+    d = csgraph.dijkstra(aug, directed=True, indices=network.n_nodes, limit=max(distances_m))
+    seg_edge = network.seg_edge
+    a = shapely.get_coordinates(shapely.get_point(network.seg_geom, 0))
+    b = shapely.get_coordinates(shapely.get_point(network.seg_geom, 1))
+    seg_len = np.hypot(*(b - a).T)
+    lo = network.seg_offset
+    edge_len = network.edge_length[seg_edge]
+    du = d[network.edge_u[seg_edge]]
+    dv = d[network.edge_v[seg_edge]]
+    rows = []
+    for limit in distances_m:
+        budget = limit - start
+        # Reached stretches of each edge (positions from its first node): from either end
+        # node, and around the start point on its own edge.
+        own = seg_edge == oe[0]
+        stretches = (
+            (np.zeros_like(lo), budget - du),
+            (edge_len - (budget - dv), edge_len),
+            (np.where(own, ot[0] - budget, np.inf), np.where(own, ot[0] + budget, -np.inf)),
+        )
+        pieces: list[NDArray[np.object_]] = []
+        for p0, p1 in stretches:
+            s0 = np.maximum(lo, p0)
+            s1 = np.minimum(lo + seg_len, p1)
+            ok = s1 > s0
+            f0 = (s0[ok] - lo[ok]) / seg_len[ok]
+            f1 = (s1[ok] - lo[ok]) / seg_len[ok]
+            sa, sd = a[ok], (b - a)[ok]
+            ends = np.stack([sa + f0[:, None] * sd, sa + f1[:, None] * sd], axis=1)
+            pieces.append(np.asarray(shapely.linestrings(ends), dtype=object))
+        lines = np.concatenate(pieces)
+        reached = float(shapely.length(shapely.union_all(lines))) if len(lines) else 0.0
+        shape = (
+            shapely.buffer(shapely.union_all(lines), buffer_m) if len(lines) else shapely.Polygon()
+        )
+        rows.append((float(limit), reached, shape))
+    frame = gpd.GeoDataFrame(
+        {
+            "distance_m": [r[0] for r in rows],
+            "reached_m": [r[1] for r in rows],
+            "display_only": True,
+        },
+        geometry=[r[2] for r in rows],
+        crs=network.crs,
+    )
+    return frame.to_crs("EPSG:4326")
 
 
 def _ids(ids: pd.Index, pos: NDArray[np.int64]) -> Any:

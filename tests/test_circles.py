@@ -18,6 +18,7 @@ from gis.circles import (
     CircleSettings,
     coverage,
     coverage_shares,
+    isochrones,
     reachable,
     thresholds,
     update_coverage,
@@ -385,3 +386,30 @@ def test_reachable_agrees_with_coverage_on_the_demo(demo: dict[str, Any]) -> Non
     found = rows["distance_m"].dropna()
     assert nearest.sort_index().to_numpy() == pytest.approx(found.sort_index().to_numpy())
     assert (table.groupby("type").size() == rows.loc[nearest.index, "count_adult_15"]).all()
+
+
+def test_isochrone_follows_the_street_and_is_labelled_display_only() -> None:
+    network, _ = _line_world()
+    start = gpd.GeoSeries([Point(X0 + 1000, Y0)], crs=UTM50)
+    shapes = isochrones(start, network, distances_m=[50, 300]).set_index("distance_m")
+    assert shapes["reached_m"].tolist() == pytest.approx([100.0, 600.0])
+    assert shapes["display_only"].all()
+    inside = gpd.GeoSeries([Point(X0 + 1040, Y0), Point(X0 + 1100, Y0)], crs=UTM50).to_crs(4326)
+    assert inside.within(shapes.geometry[50]).tolist() == [True, False]
+
+
+def test_isochrone_leaves_out_a_bridge_it_cannot_reach() -> None:
+    roads = gpd.GeoDataFrame(
+        {"bridge": [None, "yes"]},
+        geometry=[
+            LineString([(X0, Y0), (X0 + 400, Y0)]),
+            LineString([(X0 + 200, Y0 - 200), (X0 + 200, Y0 + 200)]),
+        ],
+        crs=UTM50,
+    )
+    network = WalkNetwork.from_lines(roads)
+    start = gpd.GeoSeries([Point(X0 + 150, Y0)], crs=UTM50)
+    shape = isochrones(start, network, distances_m=[100]).iloc[0]
+    assert shape["reached_m"] == pytest.approx(200.0)
+    deck = gpd.GeoSeries([Point(X0 + 200, Y0 + 40)], crs=UTM50).to_crs(4326)
+    assert not deck.within(shape.geometry).iloc[0]
