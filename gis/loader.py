@@ -1,14 +1,18 @@
 """Bulk upsert of buildings, streets and facilities into PostGIS.
 
 Each loader copies the rows into a temporary staging table with a binary ``COPY`` (geometry
-as EWKB, SRID 4326), then runs one ``INSERT ... ON CONFLICT DO UPDATE`` on the source key, so
-re-importing a source updates rows in place. Areas and lengths are computed in metres by
-PostGIS on ``geography``. Loaders work inside the caller's transaction and never commit.
+as WKB, SRID 4326), then runs one ``INSERT ... ON CONFLICT DO UPDATE`` on the source key, so
+re-importing a source updates rows in place and leaves unchanged rows untouched. Building areas
+are square metres on the WGS84 ellipsoid (computed vectorised before the copy), street lengths
+metres on ``geography``. A big load (see :data:`BULK_MIN_ROWS`) drops the table's secondary
+indexes and rebuilds them after the insert, in the same transaction: this holds an exclusive
+lock on the table until the caller commits. Loaders never commit.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +41,34 @@ class LoadResult:
         return self.inserted + self.updated + self.unchanged
 
 
+#: Loads of at least this many rows that are also at least BULK_SHARE of the rows already in
+#: the table rebuild its secondary indexes (GiST, foreign-key btrees) once, after inserting.
+BULK_MIN_ROWS = 10_000
+BULK_SHARE = 0.25
+# WGS84 ellipsoid.
+_A = 6_378_137.0
+_E2 = (1 / 298.257223563) * (2 - 1 / 298.257223563)
+
+
+def ellipsoidal_area_m2(geoms: Any) -> np.ndarray[Any, Any]:
+    """Area in square metres of lon/lat polygons on the WGS84 ellipsoid.
+
+    The area in square degrees times the local scale of the ellipsoid at each centroid
+    (meridional × prime-vertical radius of curvature × cos latitude): vectorised, and within
+    1e-6 of the geodesic area (PostGIS ``geography``) for polygons up to a few kilometres
+    across, the size of buildings and blocks.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    lat = np.radians(shapely.get_y(shapely.centroid(geoms)))
+    w = 1 - _E2 * np.sin(lat) ** 2
+    meridional = _A * (1 - _E2) / w**1.5
+    prime_vertical = _A / np.sqrt(w)
+    scale = meridional * prime_vertical * np.cos(lat) * (np.pi / 180) ** 2
+    return np.asarray(shapely.area(geoms) * scale, dtype=float)
+
+
+_GEOMETRY_COLUMN = {"building": "footprint", "street_segment": "geom", "facility": "geom"}
+
 # Staging columns (name, PostgreSQL type for the binary COPY) of each target table.
 _BUILDING_STAGE = (
     ("source_id", "text"),
@@ -47,6 +79,7 @@ _BUILDING_STAGE = (
     ("repaired", "bool"),
     ("tags", "text"),
     ("wkb", "bytea"),
+    ("area_m2", "float8"),
 )
 _STREET_STAGE = (
     ("source_id", "text"),
@@ -65,17 +98,37 @@ _FACILITY_STAGE = (
     ("wkb", "bytea"),
 )
 
-_BUILDING_UPSERT = """
+_RETURNING = """
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
+"""
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    """An ``INSERT ... SELECT`` from the staging table and its ``ON CONFLICT`` clause."""
+
+    insert: str
+    conflict: str
+
+    def sql(self, *, fresh: bool) -> str:
+        # Rows known to be new need no conflict clause (nor the unique index it relies on).
+        return self.insert + ("" if fresh else self.conflict) + _RETURNING
+
+
+_BUILDING_INSERT = """
 WITH staged AS (
     SELECT source_id, name, number, use, levels, repaired, tags::jsonb AS tags,
-           ST_Multi(ST_GeomFromEWKB(wkb)) AS footprint
+           ST_Multi(ST_GeomFromWKB(wkb, 4326)) AS footprint, area_m2
     FROM pg_temp.wangge_stage
 ), upserted AS (
     INSERT INTO building AS b
         (source, source_id, name, number, use, levels, footprint, area_m2, repaired, tags)
-    SELECT :source, source_id, name, number, use, levels, footprint,
-           ST_Area(footprint::geography), repaired, tags
+    SELECT :source, source_id, name, number, use, levels, footprint, area_m2, repaired, tags
     FROM staged
+"""
+_BUILDING_CONFLICT = """
     ON CONFLICT (source, source_id) DO UPDATE SET
         name = EXCLUDED.name, number = EXCLUDED.number, use = EXCLUDED.use,
         levels = EXCLUDED.levels, footprint = EXCLUDED.footprint, area_m2 = EXCLUDED.area_m2,
@@ -85,34 +138,28 @@ WITH staged AS (
           (EXCLUDED.name, EXCLUDED.number, EXCLUDED.use, EXCLUDED.levels, EXCLUDED.repaired,
            EXCLUDED.tags)
        OR NOT ST_OrderingEquals(b.footprint, EXCLUDED.footprint)
-    RETURNING (xmax = 0) AS inserted
-)
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-       (SELECT count(*) FROM staged)
-FROM upserted
 """
+_BUILDING_UPSERT = _Upsert(_BUILDING_INSERT, _BUILDING_CONFLICT)
 
-_STREET_UPSERT = """
+_STREET_INSERT = """
 WITH staged AS (
     SELECT source_id, part, highway, name, tags::jsonb AS tags,
-           ST_GeomFromEWKB(wkb) AS geom
+           ST_GeomFromWKB(wkb, 4326) AS geom
     FROM pg_temp.wangge_stage
 ), upserted AS (
     INSERT INTO street_segment AS s (source, source_id, part, highway, name, geom, length_m, tags)
     SELECT :source, source_id, part, highway, name, geom, ST_Length(geom::geography), tags
     FROM staged
+"""
+_STREET_CONFLICT = """
     ON CONFLICT (source, source_id, part) DO UPDATE SET
         highway = EXCLUDED.highway, name = EXCLUDED.name, geom = EXCLUDED.geom,
         length_m = EXCLUDED.length_m, tags = EXCLUDED.tags
     WHERE (s.highway, s.name, s.tags) IS DISTINCT FROM (EXCLUDED.highway, EXCLUDED.name,
                                                         EXCLUDED.tags)
        OR NOT ST_OrderingEquals(s.geom, EXCLUDED.geom)
-    RETURNING (xmax = 0) AS inserted
-)
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-       (SELECT count(*) FROM staged)
-FROM upserted
 """
+_STREET_UPSERT = _Upsert(_STREET_INSERT, _STREET_CONFLICT)
 
 # A way that now has fewer parts than before loses the parts beyond its new last one.
 _STREET_PRUNE = """
@@ -121,26 +168,24 @@ USING (SELECT source_id, max(part) AS last FROM pg_temp.wangge_stage GROUP BY so
 WHERE s.source = :source AND s.source_id = k.source_id AND s.part > k.last
 """
 
-_FACILITY_UPSERT = """
+_FACILITY_INSERT = """
 WITH staged AS (
-    SELECT source_id, type, name, capacity, tags::jsonb AS tags, ST_GeomFromEWKB(wkb) AS geom
+    SELECT source_id, type, name, capacity, tags::jsonb AS tags, ST_GeomFromWKB(wkb, 4326) AS geom
     FROM pg_temp.wangge_stage
 ), upserted AS (
     INSERT INTO facility AS f (source, source_id, type, name, capacity, geom, tags)
     SELECT :source, source_id, type, name, capacity, geom, tags
     FROM staged
+"""
+_FACILITY_CONFLICT = """
     ON CONFLICT (source, source_id) DO UPDATE SET
         type = EXCLUDED.type, name = EXCLUDED.name, capacity = EXCLUDED.capacity,
         geom = EXCLUDED.geom, tags = EXCLUDED.tags
     WHERE (f.type, f.name, f.capacity, f.tags) IS DISTINCT FROM
           (EXCLUDED.type, EXCLUDED.name, EXCLUDED.capacity, EXCLUDED.tags)
        OR NOT ST_OrderingEquals(f.geom, EXCLUDED.geom)
-    RETURNING (xmax = 0) AS inserted
-)
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-       (SELECT count(*) FROM staged)
-FROM upserted
 """
+_FACILITY_UPSERT = _Upsert(_FACILITY_INSERT, _FACILITY_CONFLICT)
 
 
 def load_buildings(connection: Connection, buildings: Any, *, source: str = "osm") -> LoadResult:
@@ -170,18 +215,28 @@ def load_buildings(connection: Connection, buildings: Any, *, source: str = "osm
     """
     frame = _checked(buildings, "buildings", key=["source_id"])
     n = len(frame)
+    ids = frame["source_id"].astype(str).tolist()
+    geoms = np.asarray(frame.geometry.array, dtype=object)
     columns = [
-        frame["source_id"].astype(str).tolist(),
+        ids,
         _texts(frame, "name", n),
         _texts(frame, "number", n),
         _texts(frame, "use", n),
         _ints(frame, "levels", n),
         frame["repaired"].astype(bool).tolist() if "repaired" in frame else [False] * n,
         _json(frame, n),
-        _ewkb(frame),
+        None,
+        ellipsoidal_area_m2(geoms).tolist(),
     ]
+    if _is_bulk(connection, "building", n) and _source_empty(connection, "building", source):
+        # A first import of many rows goes straight into the table, indexes built afterwards.
+        columns[6] = _jsonb_binary(columns[6])
+        columns[7] = _multipolygon_ewkb(geoms)
+        kinds = [(name, "bytea" if name == "tags" else kind) for name, kind in _BUILDING_STAGE]
+        return _copy_fresh(connection, "building", source, kinds, columns)
+    columns[7] = list(shapely.to_wkb(geoms))
     _stage(connection, _BUILDING_STAGE, columns)
-    return _upsert(connection, _BUILDING_UPSERT, source)
+    return _upsert(connection, _BUILDING_UPSERT, source, table="building", staged=n)
 
 
 def load_streets(connection: Connection, streets: Any, *, source: str = "osm") -> LoadResult:
@@ -201,10 +256,12 @@ def load_streets(connection: Connection, streets: Any, *, source: str = "osm") -
         _texts(frame, "highway", n),
         _texts(frame, "name", n),
         _json(frame, n),
-        _ewkb(frame),
+        _wkb(frame),
     ]
     _stage(connection, _STREET_STAGE, columns)
-    return _upsert(connection, _STREET_UPSERT, source, then=_STREET_PRUNE)
+    return _upsert(
+        connection, _STREET_UPSERT, source, table="street_segment", staged=n, then=_STREET_PRUNE
+    )
 
 
 def load_facilities(connection: Connection, facilities: Any, *, source: str = "osm") -> LoadResult:
@@ -228,10 +285,10 @@ def load_facilities(connection: Connection, facilities: Any, *, source: str = "o
         _texts(frame, "name", n),
         capacity,
         _json(frame, n),
-        _ewkb(frame),
+        _wkb(frame),
     ]
     _stage(connection, _FACILITY_STAGE, columns)
-    return _upsert(connection, _FACILITY_UPSERT, source)
+    return _upsert(connection, _FACILITY_UPSERT, source, table="facility", staged=n)
 
 
 def record_import(
@@ -296,9 +353,8 @@ def _json(frame: Any, n: int) -> list[str]:
     return [dumps(t) if isinstance(t, dict) else "{}" for t in frame["tags"]]
 
 
-def _ewkb(frame: Any) -> list[bytes]:
-    geoms = shapely.set_srid(np.asarray(frame.geometry.array, dtype=object), SRID)
-    return list(shapely.to_wkb(geoms, include_srid=True))
+def _wkb(frame: Any) -> list[bytes]:
+    return list(shapely.to_wkb(np.asarray(frame.geometry.array, dtype=object)))
 
 
 def _capacity(tags: Any) -> int | None:
@@ -334,16 +390,169 @@ def _rows(values: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
     return zip(*values, strict=True)
 
 
-def _upsert(
-    connection: Connection, sql: str, source: str, *, then: str | None = None
+def _known(table: str) -> None:
+    # Table names reach SQL text only after this whitelist check.
+    if table not in _GEOMETRY_COLUMN:
+        msg = f"not a table the loader writes: {table!r}"
+        raise ValueError(msg)
+
+
+def _source_empty(connection: Connection, table: str, source: str) -> bool:
+    _known(table)
+    sql = f"SELECT NOT EXISTS (SELECT 1 FROM {table} WHERE source = :source)"  # noqa: S608
+    return bool(connection.execute(text(sql), {"source": source}).scalar_one())
+
+
+def _jsonb_binary(texts: list[str]) -> list[bytes]:
+    # The binary input of jsonb is a version byte (1) followed by the JSON text.
+    return [b"\x01" + t.encode() for t in texts]
+
+
+def _multipolygon_ewkb(geoms: np.ndarray[Any, Any]) -> list[bytes]:
+    """EWKB MultiPolygons (SRID 4326) of polygonal geometries, spliced from their WKB.
+
+    A Polygon's WKB becomes the single member of a MultiPolygon by prefixing a header; a
+    MultiPolygon's WKB gets the SRID flag and value. Cheaper than building new geometries.
+    """
+    wkbs = shapely.to_wkb(geoms, byte_order=1)
+    multi_header = b"\x01" + struct.pack("<II", 0x20000006, SRID)
+    wrap = multi_header + struct.pack("<I", 1)
+    polygon = shapely.get_type_id(geoms) == 3
+    return [wrap + w if p else multi_header + w[5:] for w, p in zip(wkbs, polygon, strict=True)]
+
+
+def _copy_fresh(
+    connection: Connection,
+    table: str,
+    source: str,
+    columns: Sequence[tuple[str, str]],
+    values: list[Any],
 ) -> LoadResult:
-    inserted, updated, staged = connection.execute(text(sql), {"source": source}).one()
+    """COPY rows known to be new straight into ``table``; rebuild its indexes afterwards.
+
+    The secondary indexes and unique constraints are dropped and built again once, in the
+    caller's transaction. Geometry and jsonb columns receive their binary input format
+    (EWKB; version byte + JSON text) sent as bytes.
+    """
+    quote = connection.dialect.identifier_preparer.quote
+    quoted_table = quote(table)
+    indexes = _secondary_indexes(connection, table)
+    constraints = _unique_constraints(connection, table)
+    for name, _ in constraints:
+        connection.execute(text(f"ALTER TABLE {quoted_table} DROP CONSTRAINT {quote(name)}"))
+    for name, _ in indexes:
+        connection.execute(text(f"DROP INDEX {quote(name)}"))
+    target = {"wkb": _GEOMETRY_COLUMN[table]}
+    names = ", ".join(["source", *(target.get(name, name) for name, _ in columns)])
+    raw = connection.connection.driver_connection
+    if raw is None:
+        msg = "the connection has no driver connection"
+        raise RuntimeError(msg)
+    types = ["text", *(kind for _, kind in columns)]
+    statement = f"COPY {quoted_table} ({names}) FROM STDIN (FORMAT BINARY)"
+    count = 0
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in zip(*values, strict=True):
+            copy.write_row((source, *row))
+            count += 1
+    for _, definition in indexes:
+        connection.execute(text(definition))
+    for name, definition in constraints:
+        connection.execute(
+            text(f"ALTER TABLE {quoted_table} ADD CONSTRAINT {quote(name)} {definition}")
+        )
+    return LoadResult(inserted=count, updated=0, unchanged=0)
+
+
+def _upsert(
+    connection: Connection,
+    upsert: _Upsert,
+    source: str,
+    *,
+    table: str,
+    staged: int,
+    then: str | None = None,
+) -> LoadResult:
+    # The cost estimates of big upserts switch JIT compilation on, which costs more than it saves.
+    connection.execute(text("SET LOCAL jit = off"))
+    bulk = _is_bulk(connection, table, staged)
+    # A bulk load of rows that are all new (a first import) skips the conflict clause, so the
+    # unique constraints can be rebuilt once too; otherwise they arbitrate the upsert.
+    fresh = bulk and not _any_existing(connection, table, source)
+    indexes = _secondary_indexes(connection, table) if bulk else []
+    constraints = _unique_constraints(connection, table) if fresh else []
+    quote = connection.dialect.identifier_preparer.quote
+    quoted_table = quote(table)
+    for name, _ in constraints:
+        connection.execute(text(f"ALTER TABLE {quoted_table} DROP CONSTRAINT {quote(name)}"))
+    for name, _ in indexes:
+        connection.execute(text(f"DROP INDEX {quote(name)}"))
+    inserted, updated = connection.execute(text(upsert.sql(fresh=fresh)), {"source": source}).one()
+    for _, definition in indexes:
+        connection.execute(text(definition))
+    for name, definition in constraints:
+        connection.execute(
+            text(f"ALTER TABLE {quoted_table} ADD CONSTRAINT {quote(name)} {definition}")
+        )
     if then is not None:
         connection.execute(text(then), {"source": source})
     connection.execute(text("DROP TABLE pg_temp.wangge_stage"))
     return LoadResult(
         inserted=int(inserted), updated=int(updated), unchanged=int(staged - inserted - updated)
     )
+
+
+def _any_existing(connection: Connection, table: str, source: str) -> bool:
+    _known(table)
+    sql = (
+        f"SELECT EXISTS (SELECT 1 FROM pg_temp.wangge_stage s JOIN {table} t "  # noqa: S608
+        "ON t.source = :source AND t.source_id = s.source_id)"
+    )
+    return bool(connection.execute(text(sql), {"source": source}).scalar_one())
+
+
+def _unique_constraints(connection: Connection, table: str) -> list[tuple[str, str]]:
+    """Name and definition of the UNIQUE constraints of ``table`` (not the primary key)."""
+    rows = connection.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype = 'u' ORDER BY conname"
+        ),
+        {"t": table},
+    ).all()
+    return [(str(name), str(definition)) for name, definition in rows]
+
+
+def _is_bulk(connection: Connection, table: str, staged: int) -> bool:
+    """Whether a load is big enough to rebuild secondary indexes rather than update them.
+
+    Building a GiST index over the whole table at once is several times cheaper than inserting
+    into it row by row, once the batch is a sizeable share of the table.
+    """
+    if staged < BULK_MIN_ROWS:
+        return False
+    estimate = connection.execute(
+        text("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+        {"t": table},
+    ).scalar_one()
+    return staged >= BULK_SHARE * float(estimate)
+
+
+def _secondary_indexes(connection: Connection, table: str) -> list[tuple[str, str]]:
+    """Name and definition of the indexes of ``table`` that back no constraint."""
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = CAST(:t AS regclass) AND NOT i.indisunique "
+            "AND NOT i.indisprimary AND i.indexrelid NOT IN "
+            "(SELECT conindid FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)) "
+            "ORDER BY c.relname"
+        ),
+        {"t": table},
+    ).all()
+    return [(str(name), str(definition)) for name, definition in rows]
 
 
 def store_layers(
