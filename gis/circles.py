@@ -848,6 +848,52 @@ def coverage_shares(
     return pd.concat(out, ignore_index=True)
 
 
+def missing_types(
+    table: pd.DataFrame,
+    *,
+    basis: str = STANDARD,
+    minutes: int = 15,
+    settings: CircleSettings | None = None,
+) -> pd.DataFrame:
+    """Rank the origins by how many facility types they lack within one level.
+
+    Parameters
+    ----------
+    table
+        The result of :func:`coverage`.
+    basis
+        ``standard`` or a group name (``adult``, ``elderly``).
+    minutes
+        The level (5, 10 or 15 by default).
+    settings
+        Levels and speeds (to find the level's column).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by origin, most types missing first: ``missing`` (how many), ``types``
+        (their names, sorted, joined by ``,``), ``method``.
+
+    Raises
+    ------
+    InputError
+        If no such level exists (``basis`` or ``minutes``).
+    """
+    levels = {(t.basis, t.minutes): t for t in thresholds(settings=settings)}
+    if basis not in {b for b, _ in levels}:
+        raise InputError("basis", f"unknown basis {basis!r}")
+    if (basis, minutes) not in levels:
+        raise InputError("minutes", f"no {minutes}-minute level")
+    column = levels[(basis, minutes)].column
+    lacking = table.loc[table[column].to_numpy() == 0, ["origin", "type"]].astype({"type": str})
+    names = lacking.sort_values("type").groupby("origin")["type"].agg(",".join)
+    out = pd.DataFrame({"origin": table["origin"].unique()}).set_index("origin")
+    out["missing"] = lacking.groupby("origin").size().reindex(out.index, fill_value=0)
+    out["types"] = names.reindex(out.index, fill_value="")
+    out["method"] = table.groupby("origin", sort=False)["method"].agg(_method).reindex(out.index)
+    return out.sort_values("missing", ascending=False, kind="stable")
+
+
 def _method(values: pd.Series) -> str:
     kinds = set(values.tolist())
     return kinds.pop() if len(kinds) == 1 else "mixed"

@@ -19,6 +19,7 @@ from gis.circles import (
     coverage,
     coverage_shares,
     isochrones,
+    missing_types,
     reachable,
     thresholds,
     update_coverage,
@@ -413,3 +414,20 @@ def test_isochrone_leaves_out_a_bridge_it_cannot_reach() -> None:
     assert shape["reached_m"] == pytest.approx(200.0)
     deck = gpd.GeoSeries([Point(X0 + 200, Y0 + 40)], crs=UTM50).to_crs(4326)
     assert not deck.within(shape.geometry).iloc[0]
+
+
+def test_missing_types_ranks_stairwells_by_gaps() -> None:
+    network, shops = _line_world()
+    homes, _ = _stairwells()
+    gaps = missing_types(coverage(homes, shops, network), basis="standard", minutes=5)
+    # Within 300 m: 11 and 12 have a shop but no clinic; 13 has neither (clinic 400 m).
+    assert gaps.index.tolist() == [13, 11, 12]
+    assert gaps["missing"].tolist() == [2, 1, 1]
+    assert gaps.loc[13, "types"] == "clinic,shop"
+
+
+def test_missing_types_refuses_an_unknown_level() -> None:
+    network, shops = _line_world()
+    homes, _ = _stairwells()
+    with pytest.raises(InputError, match="minutes"):
+        missing_types(coverage(homes, shops, network), minutes=20)
