@@ -141,7 +141,9 @@ class _Layout:
 
     start: npt.NDArray[np.float64]  # (n, 2) first end of the entrance side
     end: npt.NDArray[np.float64]  # (n, 2) second end, units are numbered from start to end
-    outline: npt.NDArray[Any]  # (n,) exterior rings, what entrances snap onto
+    across: npt.NDArray[np.float64]  # (n, 2) from the entrance side to the opposite side
+    footprint: npt.NDArray[Any]  # (n,) the projected footprints
+    outline: npt.NDArray[Any]  # (n,) exterior rings, the fallback entrances snap onto
 
     @property
     def length(self) -> npt.NDArray[np.float64]:
@@ -177,13 +179,20 @@ def _layout(footprints: npt.NDArray[Any]) -> _Layout:
     take_a = ((dy > _SIDE_TIE_M) | ((np.abs(dy) <= _SIDE_TIE_M) & (dx > 0)))[:, None]
     start = np.where(take_a, a0, b0)
     end = np.where(take_a, a1, b1)
+    across = np.where(take_a, b1 - a0, a1 - b0)
     # Orient west → east; a side running north-south goes north → south.
     d = end - start
     flip = ((d[:, 0] < -_SIDE_TIE_M) | ((np.abs(d[:, 0]) <= _SIDE_TIE_M) & (d[:, 1] > 0)))[:, None]
     start, end = np.where(flip, end, start), np.where(flip, start, end)
     parts, owner = shapely.get_parts(footprints, return_index=True)
     outline = shapely.multilinestrings(shapely.get_exterior_ring(parts), indices=owner)
-    return _Layout(start=start, end=end, outline=np.asarray(outline, dtype=object))
+    return _Layout(
+        start=start,
+        end=end,
+        across=across,
+        footprint=footprints,
+        outline=np.asarray(outline, dtype=object),
+    )
 
 
 def _unit_points(
@@ -194,25 +203,40 @@ def _unit_points(
 ) -> npt.NDArray[Any]:
     """Entrance points (metres) of unit ``unit_no`` of ``n_units`` of footprint ``owner``.
 
-    Unit k of n sits at the centre of the k-th of n equal stretches of the entrance side,
-    moved to the nearest point of the footprint's outer boundary.
+    Unit k of n sits at the centre of the k-th of n equal stretches of the entrance side, then
+    goes straight across the rectangle to the first wall it meets: the wall facing the entrance
+    side at that place, also where the building is L-, T- or U-shaped. When that line misses
+    the footprint (a gap between two parts), the point goes to the nearest boundary point.
     """
     t = ((unit_no - 0.5) / n_units)[:, None]
     on_side = layout.start[owner] + t * (layout.end[owner] - layout.start[owner])
     points = shapely.points(on_side)
-    nearest = shapely.shortest_line(layout.outline[owner], points)
-    return shapely.get_point(nearest, 0)
+    # With the 1 mm overshoot the line always spans the rectangle's full depth.
+    across = layout.across[owner] * 1.0001
+    across_lines = shapely.linestrings(np.stack([on_side, on_side + across], axis=1))
+    hits = shapely.intersection(across_lines, layout.footprint[owner])
+    missed = shapely.is_empty(hits)
+    targets = np.where(missed, layout.outline[owner], hits)
+    return shapely.get_point(shapely.shortest_line(targets, points), 0)
 
 
 def _in_utm(
     footprints: npt.NDArray[Any],
 ) -> Iterable[tuple[int, npt.NDArray[np.intp], npt.NDArray[Any]]]:
-    """Yield (EPSG code, positions, footprints projected to it) for each UTM zone present."""
-    centres = shapely.get_coordinates(shapely.centroid(footprints))
-    zones = utm_zones(centres[:, 0], centres[:, 1])
+    """Yield (EPSG code, positions, valid footprints projected to it) for each UTM zone."""
+    # The centre of the bounds, not the centroid, which a self-intersecting ring can throw far.
+    bounds = shapely.bounds(footprints)
+    zones = utm_zones((bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2)
     for zone in np.unique(zones):
         where = np.flatnonzero(zones == zone)
-        yield int(zone), where, project_geometries(footprints[where], source=WGS84, target=zone)
+        projected = project_geometries(footprints[where], source=WGS84, target=zone)
+        # Self-intersecting rings would make GEOS overlay operations fail; buffer(0) rebuilds
+        # them as valid polygons (the OSM loader repairs footprints already; this guards
+        # footprints written by other means).
+        invalid = ~shapely.is_valid(projected)
+        if invalid.any():
+            projected[invalid] = shapely.buffer(projected[invalid], 0)
+        yield int(zone), where, projected
 
 
 def _building_key(source: str, source_id: str) -> int:
@@ -850,20 +874,20 @@ def _place_missing(
     unit_no = np.array([c.unit for c in wanted], dtype=np.int64)
     placed: dict[tuple[int, int], tuple[float, float]] = {}
     # A footprint collapsed to a line has no long side: its entrance is a point on it.
-    flat = shapely.area(footprints) <= 0
     surface = shapely.point_on_surface(footprints)
-    for k in np.flatnonzero(flat[owner]):
-        c = wanted[int(k)]
-        point = surface[owner[k]]
-        placed[(c.building_id, c.unit)] = (float(point.x), float(point.y))
-    solid = np.flatnonzero(~flat)
-    for zone, subset, projected in _in_utm(footprints[solid]):
-        where = solid[subset]
+    for zone, where, projected in _in_utm(footprints):
+        flat = shapely.area(projected) <= 0
+        for k in np.flatnonzero(np.isin(owner, where[flat])):
+            c, point = wanted[int(k)], surface[owner[k]]
+            placed[(c.building_id, c.unit)] = (float(point.x), float(point.y))
+        solid = where[~flat]
         local = np.full(len(buildings), -1, dtype=np.intp)
-        local[where] = np.arange(len(where))
+        local[solid] = np.arange(len(solid))
         mine = np.flatnonzero(local[owner] >= 0)
+        if not len(mine):
+            continue
         points = _unit_points(
-            _layout(projected), local[owner[mine]], unit_no[mine], highest[owner[mine]]
+            _layout(projected[~flat]), local[owner[mine]], unit_no[mine], highest[owner[mine]]
         )
         lonlat = shapely.get_coordinates(project_geometries(points, source=zone, target=WGS84))
         for k, (lon, lat) in zip(mine, lonlat, strict=True):

@@ -785,3 +785,41 @@ def test_an_empty_building_list_estimates_nothing(connection: Connection) -> Non
     report = estimate_stairwells(connection, building_ids=[], settings=SETTINGS)
     assert (report.buildings, report.stairwells) == (0, 0)
     assert stairwells(connection, b) == []
+
+
+def test_entrances_of_a_u_shaped_building_are_distinct_walls_facing_north(
+    connection: Connection,
+) -> None:
+    # Open to the north: two 12 m arms and a courtyard wall 20 m further south.
+    u_shape = shapely.Polygon(
+        [(0, 0), (70, 0), (70, 40), (58, 40), (58, 20), (12, 20), (12, 40), (0, 40)]
+    )
+    b = add_building(connection, "w1", u_shape)
+    estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    epsg, x0, y0 = _origin_m(BEIJING)
+    rows = stairwells(connection, b)
+    points = project_geometries(
+        shapely.points([(r.lon, r.lat) for r in rows]), source=4326, target=epsg
+    )
+    xy = shapely.get_coordinates(points) - [x0, y0]
+    # 70 / 14 = 5 units at x = 7, 21, 35, 49, 63: arms at y = 40, courtyard wall at y = 20.
+    assert xy[:, 0] == pytest.approx([7, 21, 35, 49, 63], abs=0.01)
+    assert xy[:, 1] == pytest.approx([40, 20, 20, 20, 40], abs=0.01)
+
+
+def test_a_self_intersecting_footprint_is_estimated_on_its_repaired_shape(
+    connection: Connection,
+) -> None:
+    bow_tie = shapely.Polygon([(0, 0), (40, 12), (40, 0), (0, 12)])
+    b = add_building(connection, "w1", bow_tie)
+    report = estimate_stairwells(connection, building_ids=[b], settings=SETTINGS)
+    assert report.stairwells == len(stairwells(connection, b)) >= 1
+    distance = connection.execute(
+        text(
+            "SELECT max(ST_Distance(ST_Boundary(ST_MakeValid(b.footprint))::geography,"
+            " s.entrance::geography)) FROM stairwell s JOIN building b ON b.id = s.building_id"
+            " WHERE b.id = :b"
+        ),
+        {"b": b},
+    ).scalar_one()
+    assert distance < 0.5
