@@ -6,7 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 from scipy.sparse import csgraph
-from shapely import LineString, Point, Polygon
+from shapely import LineString, MultiLineString, Point, Polygon
 
 from gis.errors import InputError
 from gis.network import NetworkSettings, WalkNetwork, barriers_from_osm
@@ -119,6 +119,19 @@ def test_broken_geometry_is_reported_per_way() -> None:
         8: "not a line geometry",
         9: "empty geometry",
     }
+
+
+def test_multilinestring_parts_are_all_walked() -> None:
+    streets = gpd.GeoDataFrame(
+        {"osm_id": [1]},
+        geometry=[
+            MultiLineString([[(X0, Y0), (X0 + 100, Y0)], [(X0 + 100, Y0), (X0 + 100, Y0 + 50)]])
+        ],
+        crs=UTM50,
+    )
+    net = WalkNetwork.from_lines(streets)
+    assert net.edge_length.sum() == pytest.approx(150.0)
+    assert _distance(net, (0, 1), (101, 50)) == pytest.approx(150.0)
 
 
 def test_lines_without_crs_are_refused() -> None:
