@@ -8,9 +8,17 @@ import geopandas as gpd
 import pytest
 import shapely
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
+from gis import loader
 from gis.errors import InputError
-from gis.loader import load_buildings, load_facilities, load_streets, record_import
+from gis.loader import (
+    ellipsoidal_area_m2,
+    load_buildings,
+    load_facilities,
+    load_streets,
+    record_import,
+)
 
 UTM50N = 32650
 X0, Y0 = 440_000.0, 4_417_000.0  # Haidian, Beijing, in UTM 50N metres
@@ -152,3 +160,78 @@ def test_import_run_records_counts_and_rejected(connection: Connection) -> None:
     )
     row = _one(connection, "SELECT kind, counts, rejected FROM import_run WHERE id = :i", i=run_id)
     assert tuple(row) == ("osm", {"buildings": 1}, rejected)
+
+
+def _index_definitions(connection: Connection) -> list[str]:
+    rows = connection.execute(
+        text("SELECT indexdef FROM pg_indexes WHERE tablename = 'building' ORDER BY indexname")
+    )
+    return list(rows.scalars())
+
+
+@pytest.fixture
+def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every load counts as a big one, so the bulk paths run on small frames."""
+    monkeypatch.setattr(loader, "BULK_MIN_ROWS", 1)
+    monkeypatch.setattr(loader, "BULK_SHARE", 0.0)
+
+
+@pytest.mark.usefixtures("bulk")
+def test_bulk_first_import_stores_rows_like_the_upsert(connection: Connection) -> None:
+    frame = _buildings(2, levels=[6, 7], tags=[{"building": "yes"}, {"name": "1号楼"}])
+    result = load_buildings(connection, frame, source="t-bulk")
+    rows = connection.execute(
+        text(
+            "SELECT source_id, levels, tags, GeometryType(footprint), round(area_m2 / 100) "
+            "FROM building WHERE source = 't-bulk' ORDER BY source_id"
+        )
+    ).all()
+    assert result.inserted == 2
+    assert [tuple(r) for r in rows] == [
+        ("w0", 6, {"building": "yes"}, "MULTIPOLYGON", 100),
+        ("w1", 7, {"name": "1号楼"}, "MULTIPOLYGON", 100),
+    ]
+
+
+@pytest.mark.usefixtures("bulk")
+def test_bulk_first_import_rebuilds_every_index(connection: Connection) -> None:
+    before = _index_definitions(connection)
+    load_buildings(connection, _buildings(3), source="t-bulk")
+    assert _index_definitions(connection) == before
+
+
+@pytest.mark.usefixtures("bulk")
+def test_bulk_first_import_keeps_the_unique_source_key(connection: Connection) -> None:
+    load_buildings(connection, _buildings(1), source="t-bulk")
+    duplicate = text(
+        "INSERT INTO building (source, source_id, footprint, area_m2) "
+        "SELECT source, source_id, footprint, area_m2 FROM building WHERE source = 't-bulk'"
+    )
+    savepoint = connection.begin_nested()
+    with pytest.raises(IntegrityError, match="building_source_key"):
+        connection.execute(duplicate)
+    savepoint.rollback()
+
+
+@pytest.mark.usefixtures("bulk")
+def test_bulk_reimport_updates_in_place(connection: Connection) -> None:
+    load_buildings(connection, _buildings(3, name=["a", "b", "c"]), source="t-bulk")
+    result = load_buildings(connection, _buildings(3, name=["a", "B", "c"]), source="t-bulk")
+    names = connection.execute(
+        text("SELECT name FROM building WHERE source = 't-bulk' ORDER BY source_id")
+    ).scalars()
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 2)
+    assert list(names) == ["a", "B", "c"]
+
+
+def test_ellipsoidal_area_matches_postgis_geography(connection: Connection) -> None:
+    frame = _buildings(5, side=300.0)
+    areas = ellipsoidal_area_m2(frame.geometry.array)
+    reference = [
+        connection.execute(
+            text("SELECT ST_Area(ST_GeomFromWKB(:wkb, 4326)::geography)"),
+            {"wkb": shapely.to_wkb(g)},
+        ).scalar_one()
+        for g in frame.geometry
+    ]
+    assert list(areas) == pytest.approx(reference, rel=1e-6)
