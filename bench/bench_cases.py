@@ -207,6 +207,8 @@ def synthetic_cases(
             "version": 1,
         }
     )
+    cases["rework_count"] = reworked.astype(np.int64)
+    cases["extension_count"] = extended.astype(np.int64)
     cases.loc[~live, "limit_value"] = pd.NA
     cases["worker_id"] = cases["grid_id"]
     ids = cases["id"].to_numpy()
@@ -240,6 +242,15 @@ def synthetic_cases(
     for mask, action, src, dst, at, role, reason in steps:
         seq[mask] += 1
         receiver = departments[mask] if action == "dispatch" else ""
+        detail: object = "{}"
+        if action == "return":  # names the dispatch it sends back, as the workflow does
+            detail = (
+                '{"dispatch_seq": 2, "dispatched_at": "'
+                + pd.Series(iso(dispatch1[mask]))
+                + '", "department": "'
+                + departments[mask]
+                + '"}'
+            ).to_numpy()
         frames.append(
             pd.DataFrame(
                 {
@@ -253,6 +264,7 @@ def synthetic_cases(
                     "to_state": dst,
                     "reason": reason,
                     "receiver": receiver,
+                    "detail": detail,
                 }
             )
         )
@@ -359,9 +371,8 @@ def pandas_indicators(url: str) -> tuple[pd.DataFrame, float, float]:
     )
     closed = due & cases["closed_at"].lt(end)
     on_time = closed & cases["closed_at"].le(cases["deadline"])
-    before_end = tr[tr["at"].lt(end)]
-    reworked_ids = before_end.loc[before_end["action"].eq("rework"), "case_id"].unique()
-    extended_ids = before_end.loc[before_end["action"].eq("approve_extension"), "case_id"].unique()
+    reworked_ids = tr.loc[tr["action"].eq("rework"), "case_id"].unique()
+    extended_ids = tr.loc[tr["action"].eq("approve_extension"), "case_id"].unique()
     reworked = due & cases["id"].isin(reworked_ids)
     extended = due & cases["id"].isin(extended_ids)
     per_case = (

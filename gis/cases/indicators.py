@@ -17,9 +17,9 @@ closure_rate (结案率)
 on_time_rate (按期结案率)
     closed_on_time / due.
 rework_rate (返工率)
-    due cases with at least one ``rework`` step before the end of the period / due.
+    due cases with at least one ``rework`` step / due.
 extension_rate (延期率)
-    due cases with at least one approved extension before the end of the period / due.
+    due cases with at least one approved extension / due.
 correct_dispatch_rate (准确派遣率)
     (dispatches − returned dispatches) / dispatches, where dispatches are ``dispatch`` steps in
     the period and a dispatch is returned when the receiver sent the case back (``return``,
@@ -30,7 +30,9 @@ incidents_per_1000_households (千户发案率)
     buildings in the group's grids. Only for groupings with a place (grid, community,
     subdistrict, or worker through the grids bound to the worker); None otherwise.
 
-A rate is None when its denominator is zero. Reporters' personal data is never read here.
+Like ``due`` itself (which reads the current deadline and status), rework and extension are
+read as recorded now: the counters the workflow keeps on the case row next to its history. A
+rate is None when its denominator is zero. Reporters' personal data is never read here.
 Cases are attributed to the grid (and so community and subdistrict), worker and department
 recorded on the case, i.e. as they were when the case was filed and dispatched.
 """
@@ -57,6 +59,7 @@ _DIMENSIONS: dict[str, tuple[str, str, str | None]] = {
     "category": ("category_code", "r.category_code", None),
 }
 GROUPS = tuple(_DIMENSIONS)
+_WORK_MEM = "64MB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +92,6 @@ def _query(group_by: Sequence[str]) -> str:
     # Identifiers and expressions come from the _DIMENSIONS whitelist only.
     base = sorted({_DIMENSIONS[d][0] for d in group_by})
     cols = "".join(f"c.{b}, " for b in base)
-    dispatch_cols = "".join(
-        "d.receiver AS department, " if b == "department" else f"c.{b}, " for b in base
-    )
     base_group = ", ".join(f"{i + 1}" for i in range(len(base))) or "()"
     keys = ", ".join(f"{_DIMENSIONS[d][1]} AS k{i}" for i, d in enumerate(group_by))
     group = ", ".join(f"k{i}" for i in range(len(group_by))) or "()"
@@ -99,6 +99,7 @@ def _query(group_by: Sequence[str]) -> str:
     place = [d for d in group_by if _DIMENSIONS[d][2] is not None]
     households = "NULL::bigint"
     household_cte = ""
+    household_join = ""
     if len(place) == 1:
         index = list(group_by).index(place[0])
         household_cte = f""",
@@ -111,7 +112,8 @@ def _query(group_by: Sequence[str]) -> str:
             LEFT JOIN subdistrict sd ON sd.id = cm.subdistrict_id
             GROUP BY 1
         )"""  # noqa: S608 (whitelisted expression)
-        households = f"(SELECT households FROM hh WHERE hh.hk = a.k{index})"  # noqa: S608
+        households = "hh.households"
+        household_join = f" LEFT JOIN hh ON hh.hk = a.k{index}"
     joins = ""
     if "grid_id" in base:
         joins = (
@@ -119,62 +121,45 @@ def _query(group_by: Sequence[str]) -> str:
             " LEFT JOIN community cm ON cm.id = g.community_id"
             " LEFT JOIN subdistrict sd ON sd.id = cm.subdistrict_id"
         )
-    # A case that was never returned has had at most one dispatch, at dispatched_at, to the
-    # department on the case: counted from the case row. The few returned cases are counted
-    # dispatch by dispatch from their history (receiver and return of each dispatch).
+    # One scan of the case rows gives everything but the returned dispatches: a case's last
+    # dispatch is on the row (dispatched_at, department), and every earlier dispatch was
+    # returned (only a return brings a case back to be dispatched again). Each return step
+    # names the dispatch it sends back, so the few returns add the earlier dispatches and the
+    # returned count, attributed to the department that returned them.
+    due = "c.deadline >= :start AND c.deadline < :end AND c.status NOT IN ('voided', 'parked')"
+    in_period = "c.dispatched_at >= :start AND c.dispatched_at < :end"
+    return_cols = "".join("r.department, " if b == "department" else f"c.{b}, " for b in base)
     return f"""
-        WITH returned AS (
-            SELECT DISTINCT case_id FROM case_transition WHERE action = 'return'
-        ),
-        flags AS (
-            SELECT case_id,
-                   bool_or(action = 'rework') AS reworked,
-                   bool_or(action = 'approve_extension') AS extended
-            FROM case_transition
-            WHERE action IN ('rework', 'approve_extension') AND at < :end
-            GROUP BY case_id
-        ),
-        per_case AS (
+        WITH rows AS (
             SELECT {cols}
-                   (c.filed_at >= :start AND c.filed_at < :end) AS filed,
-                   (c.deadline >= :start AND c.deadline < :end
-                    AND c.status NOT IN ('voided', 'parked')) AS due,
-                   (c.closed_at < :end) AS closed,
-                   (c.closed_at <= c.deadline) AS on_time,
-                   (c.dispatched_at >= :start AND c.dispatched_at < :end
-                    AND rt.case_id IS NULL) AS dispatched,
-                   f.reworked, f.extended
+                   count(*) FILTER (WHERE c.filed_at >= :start AND c.filed_at < :end) AS filed,
+                   count(*) FILTER (WHERE {due}) AS due,
+                   count(*) FILTER (WHERE {due} AND c.closed_at < :end) AS closed,
+                   count(*) FILTER (
+                       WHERE {due} AND c.closed_at < :end AND c.closed_at <= c.deadline
+                   ) AS closed_on_time,
+                   count(*) FILTER (WHERE {due} AND c.rework_count > 0) AS reworked,
+                   count(*) FILTER (WHERE {due} AND c.extension_count > 0) AS extended,
+                   count(*) FILTER (WHERE {in_period}) AS dispatches,
+                   0 AS returned
             FROM cases c
-            LEFT JOIN returned rt ON rt.case_id = c.id
-            LEFT JOIN flags f ON f.case_id = c.id
             WHERE (c.filed_at >= :start AND c.filed_at < :end)
                OR (c.deadline >= :start AND c.deadline < :end)
-               OR (c.dispatched_at >= :start AND c.dispatched_at < :end)
-        ),
-        rows AS (
-            SELECT {cols.replace("c.", "")}
-                   count(*) FILTER (WHERE filed) AS filed,
-                   count(*) FILTER (WHERE due) AS due,
-                   count(*) FILTER (WHERE due AND closed) AS closed,
-                   count(*) FILTER (WHERE due AND closed AND on_time) AS closed_on_time,
-                   count(*) FILTER (WHERE due AND reworked) AS reworked,
-                   count(*) FILTER (WHERE due AND extended) AS extended,
-                   count(*) FILTER (WHERE dispatched) AS dispatches,
-                   0 AS returned
-            FROM per_case c
+               OR ({in_period})
             GROUP BY {base_group}
             UNION ALL
-            SELECT {dispatch_cols}
-                   0, 0, 0, 0, 0, 0, count(*), count(*) FILTER (WHERE d.next = 'return')
+            SELECT {return_cols}
+                   0, 0, 0, 0, 0, 0,
+                   count(*) FILTER (WHERE r.dispatched_at < c.dispatched_at),
+                   count(*)
             FROM (
-                SELECT t.case_id, t.receiver, t.action, t.at,
-                       lead(t.action) OVER (PARTITION BY t.case_id ORDER BY t.seq) AS next
-                FROM returned rt
-                JOIN case_transition t ON t.case_id = rt.case_id
-                WHERE t.action IN ('dispatch', 'return')
-            ) d
-            JOIN cases c ON c.id = d.case_id
-            WHERE d.action = 'dispatch' AND d.at >= :start AND d.at < :end
+                SELECT case_id, (detail ->> 'dispatched_at')::timestamptz AS dispatched_at,
+                       detail ->> 'department' AS department
+                FROM case_transition
+                WHERE action = 'return'
+            ) r
+            JOIN cases c ON c.id = r.case_id
+            WHERE r.dispatched_at >= :start AND r.dispatched_at < :end
             GROUP BY {base_group}
         ),
         a AS (
@@ -187,9 +172,9 @@ def _query(group_by: Sequence[str]) -> str:
             FROM rows r{joins}
             GROUP BY {group}
         ){household_cte}
-        SELECT a.*, {households} AS households FROM a
+        SELECT a.*, {households} AS households FROM a{household_join}
         WHERE a.filed + a.due + a.dispatches > 0
-        ORDER BY {order}
+        ORDER BY {order.replace("k", "a.k")}
     """  # noqa: S608
 
 
@@ -234,7 +219,22 @@ def indicators(
             raise InputError(name, "a time zone is required")
     if end <= start:
         raise InputError("end", "must be after start")
-    rows = connection.execute(text(_query(dims)), {"start": start, "end": end}).mappings()
+    # An analytic query over the whole period: JIT compilation costs more than it saves here,
+    # and sorts and hashes of a quarter fit in memory; both settings are restored afterwards.
+    saved = connection.execute(
+        text("SELECT current_setting('jit'), current_setting('work_mem')")
+    ).one()
+    connection.execute(
+        text("SELECT set_config('jit', 'off', true), set_config('work_mem', :mem, true)"),
+        {"mem": _WORK_MEM},
+    )
+    try:
+        rows = connection.execute(text(_query(dims)), {"start": start, "end": end}).mappings().all()
+    finally:
+        connection.execute(
+            text("SELECT set_config('jit', :jit, true), set_config('work_mem', :mem, true)"),
+            {"jit": saved[0], "mem": saved[1]},
+        )
     out = []
     for row in rows:
         households = None if row["households"] is None else int(row["households"])

@@ -80,6 +80,10 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 
 
+# Steps counted on the case row as well as in the history (read by the indicators).
+_COUNTERS = {"rework": "rework_count", "approve_extension": "extension_count"}
+
+
 class IllegalTransitionError(ConflictError):
     """A step the workflow does not allow from the current state for this role.
 
@@ -304,6 +308,21 @@ def _effects(
         }, {}
     if step.action == "close":
         return {"closed_at": at}, {}
+    if step.action == "return":
+        # The return names the dispatch it sends back (time and receiver), so that indicators
+        # attribute returned dispatches without replaying histories.
+        dispatch = connection.execute(
+            text(
+                "SELECT seq, at, receiver FROM case_transition WHERE case_id = :id"
+                " AND action = 'dispatch' ORDER BY seq DESC LIMIT 1"
+            ),
+            {"id": case["id"]},
+        ).one()
+        return {}, {
+            "dispatch_seq": dispatch.seq,
+            "dispatched_at": dispatch.at.isoformat(),
+            "department": dispatch.receiver,
+        }
     if step.action == "request_extension":
         if extension is None:
             raise InputError("extension", "an extension request names its time limit")
@@ -406,6 +425,9 @@ def apply_transition(
     )
     # Column names come from _effects' constant keys, never from input.
     assignments = "".join(f", {column} = :{column}" for column in sets)
+    counter = _COUNTERS.get(step.action)
+    if counter:
+        assignments += f", {counter} = {counter} + 1"
     with connection.begin_nested():
         version = connection.execute(
             text(
