@@ -163,6 +163,8 @@ def create_staging(connection: Connection) -> None:
 def _tmp(connection: Connection, name: str, select: str, params: dict[str, Any]) -> None:
     connection.execute(text(f"DROP TABLE IF EXISTS pg_temp.{name}"))
     connection.execute(text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {select}"), params)
+    # Temporary tables have no statistics until analysed; the planner needs them.
+    connection.execute(text(f"ANALYZE {name}"))
 
 
 def _geojson(value: str | None) -> dict[str, Any] | None:
@@ -220,6 +222,10 @@ def validate_grids(
     if sliver_width_m < 0:
         raise InputError("sliver_width_m", "must be zero or positive")
     dated = LAYERS[layer]
+    # Many short spatial statements: JIT compilation costs more than it saves here, and the
+    # anti-joins on 100k ids want their hash tables in memory. Both reset at transaction end.
+    connection.execute(text("SET LOCAL jit = off"))
+    connection.execute(text("SET LOCAL work_mem = '64MB'"))
     if dated and as_of is None:
         as_of = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
     params: dict[str, Any] = {
@@ -247,7 +253,8 @@ def validate_grids(
         params,
     )
     connection.execute(text("CREATE INDEX ON _vg_cells USING gist (geom)"))
-    connection.execute(text("ANALYZE _vg_cells"))
+    connection.execute(text("CREATE INDEX ON _vg_cells (id)"))
+    connection.execute(text("CREATE INDEX ON _vg_cells (community_id)"))
     _tmp(
         connection,
         "_vg_comm",
@@ -256,43 +263,43 @@ def validate_grids(
         " AND c.id IN (SELECT community_id FROM _vg_cells)))",
         params,
     )
+    # Buildings of the communities in scope (by ST_PointOnSurface), for counts and for
+    # "building in no cell"; their geometry stays in `building` and its index.
     _tmp(
         connection,
         "_vg_bld",
-        "SELECT DISTINCT ON (b.id) b.id, b.footprint AS geom, c.id AS community_id"
+        "SELECT DISTINCT ON (b.id) b.id, c.id AS community_id"
         " FROM _vg_comm c JOIN building b ON b.footprint && c.geom"
         " AND ST_Intersects(c.geom, ST_PointOnSurface(b.footprint)) ORDER BY b.id",
         params,
     )
-    connection.execute(text("CREATE INDEX ON _vg_bld USING gist (geom)"))
-    connection.execute(text("ANALYZE _vg_bld"))
-    # Building ↔ cell: covered wholly, or the area of each part when not.
+    # Building ↔ cell: covered wholly, or else the area of the part in the cell. Cells outer and
+    # first in each predicate: PostGIS prepares the cell once for all its buildings.
+    pair_sql = (
+        "SELECT b.id AS bid, c.id AS cid, b.covered"
+        " FROM _vg_cells c CROSS JOIN LATERAL (SELECT b.id, {covered} AS covered"
+        " FROM building b WHERE b.footprint && c.geom {predicate}) b"
+    )
     try:
         with connection.begin_nested():
             _tmp(
                 connection,
                 "_vg_pairs",
-                "SELECT b.id AS bid, c.id AS cid, ST_CoveredBy(b.geom, c.geom) AS covered"
-                " FROM _vg_bld b JOIN _vg_cells c ON b.geom && c.geom"
-                " AND ST_Intersects(b.geom, c.geom)",
+                # Bbox candidates that merely touch get area 0 below; cheaper than a
+                # second predicate on every pair.
+                pair_sql.format(covered="ST_Covers(c.geom, b.footprint)", predicate=""),
                 params,
             )
     except DBAPIError:
         # See _robust: measure every bbox pair's shared area instead of asking GEOS relate.
-        _tmp(
-            connection,
-            "_vg_pairs",
-            "SELECT b.id AS bid, c.id AS cid, false AS covered"
-            " FROM _vg_bld b JOIN _vg_cells c ON b.geom && c.geom",
-            params,
-        )
+        _tmp(connection, "_vg_pairs", pair_sql.format(covered="false", predicate=""), params)
     _tmp(
         connection,
         "_vg_parts",
-        "WITH cov AS (SELECT DISTINCT bid FROM _vg_pairs WHERE covered)"
-        " SELECT p.bid, p.cid, ST_Area(ST_Intersection(b.geom, c.geom)::geography) AS area"
-        " FROM _vg_pairs p JOIN _vg_bld b ON b.id = p.bid JOIN _vg_cells c ON c.id = p.cid"
-        " WHERE p.bid NOT IN (SELECT bid FROM cov)",
+        "SELECT p.bid, p.cid, ST_Area(ST_Intersection(c.geom, b.footprint)::geography) AS area"
+        " FROM _vg_pairs p JOIN _vg_cells c ON c.id = p.cid JOIN building b ON b.id = p.bid"
+        " WHERE NOT p.covered"
+        " AND NOT EXISTS (SELECT 1 FROM _vg_pairs q WHERE q.bid = p.bid AND q.covered)",
         params,
     )
     _tmp(
@@ -304,11 +311,37 @@ def validate_grids(
         " ORDER BY bid, area DESC, cid",
         params,
     )
+    # Per community: the union of its cells (for gaps) and whether its cells' areas add up to
+    # more than the union, the only way cells of one community can overlap.
+    _tmp(
+        connection,
+        "_vg_union",
+        "SELECT cm.id, cm.code, cm.geom, u.cells,"
+        " coalesce(u.area_sum - ST_Area(u.cells::geography), 0) > :tol AS overlapping"
+        " FROM _vg_comm cm LEFT JOIN LATERAL (SELECT ST_Union(c.geom) AS cells,"
+        " sum(ST_Area(c.geom::geography)) AS area_sum FROM _vg_cells c"
+        " WHERE c.community_id = cm.id) u ON true",
+        params,
+    )
+    invalid = _invalid(connection)
+    gaps = _gaps(connection, params)
+    outside = _outside(connection, params)
+    # Cells that may overlap another: those of a community whose areas overlap, those reaching
+    # outside their community (communities do not overlap), those without a community.
+    _tmp(
+        connection,
+        "_vg_suspect",
+        "SELECT c.id FROM _vg_cells c WHERE c.id = ANY(CAST(:outside AS integer[]))"
+        " OR c.community_id IS NULL"
+        " OR c.community_id IN (SELECT id FROM _vg_union WHERE overlapping)"
+        " OR c.community_id NOT IN (SELECT id FROM _vg_union)",
+        {"outside": [i for d in outside for i in d.cell_ids]},
+    )
     defects: list[Defect] = []
-    defects += _invalid(connection)
+    defects += invalid
     defects += _overlaps(connection, params)
-    defects += _gaps(connection, params)
-    defects += _outside(connection, params)
+    defects += gaps
+    defects += outside
     defects += _buildings(connection, params)
     if kind == "service":
         defects += _empty(connection)
@@ -343,7 +376,10 @@ def _invalid(connection: Connection) -> list[Defect]:
 _OVERLAPS = (
     "WITH o AS (SELECT a.id AS aid, b.id AS bid, a.code AS acode, b.code AS bcode,"
     " a.community_id, ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3) AS g"
-    " FROM _vg_cells a JOIN _vg_cells b ON a.id < b.id AND a.geom && b.geom {predicate})"
+    " FROM (SELECT DISTINCT least(a.id, b.id) AS x, greatest(a.id, b.id) AS y"
+    "  FROM _vg_suspect s JOIN _vg_cells a ON a.id = s.id"
+    "  JOIN _vg_cells b ON b.id <> a.id AND a.geom && b.geom) p"
+    " JOIN _vg_cells a ON a.id = p.x JOIN _vg_cells b ON b.id = p.y {predicate_where})"
     " SELECT aid, bid, acode, bcode, cm.code, ST_Area(g::geography), ST_AsGeoJSON(g, 7)"
     " FROM o LEFT JOIN community cm ON cm.id = o.community_id"
     " WHERE ST_Area(g::geography) > :tol"
@@ -354,8 +390,8 @@ _OVERLAPS = (
 def _overlaps(connection: Connection, params: dict[str, Any]) -> list[Defect]:
     rows = _robust(
         connection,
-        _OVERLAPS.format(predicate="AND ST_Relate(a.geom, b.geom, 'T********')"),
-        _OVERLAPS.format(predicate=""),
+        _OVERLAPS.format(predicate_where="WHERE ST_Relate(a.geom, b.geom, 'T********')"),
+        _OVERLAPS.format(predicate_where=""),
         params,
     )
     return [
@@ -375,11 +411,9 @@ def _overlaps(connection: Connection, params: dict[str, Any]) -> list[Defect]:
 def _gaps(connection: Connection, params: dict[str, Any]) -> list[Defect]:
     rows = connection.execute(
         text(
-            "WITH u AS (SELECT cm.id, cm.code, cm.geom,"
-            " (SELECT ST_Union(c.geom) FROM _vg_cells c WHERE c.community_id = cm.id) AS cells"
-            " FROM _vg_comm cm),"
-            " d AS (SELECT id, code, (ST_Dump(CASE WHEN cells IS NULL THEN geom"
-            " ELSE ST_CollectionExtract(ST_Difference(geom, cells), 3) END)).geom AS g FROM u)"
+            "WITH d AS (SELECT id, code, (ST_Dump(CASE WHEN cells IS NULL THEN geom"
+            " ELSE ST_CollectionExtract(ST_Difference(geom, cells), 3) END)).geom AS g"
+            " FROM _vg_union)"
             " SELECT code, ST_Area(g::geography) AS a, ST_AsGeoJSON(g, 7),"
             " ST_X(ST_PointOnSurface(g)), ST_Y(ST_PointOnSurface(g))"
             " FROM d WHERE ST_Area(g::geography) > :tol"
@@ -473,11 +507,12 @@ def _buildings(connection: Connection, params: dict[str, Any]) -> list[Defect]:
             "WITH cut AS (SELECT bid, array_agg(cid ORDER BY area DESC) AS cids,"
             " array_agg(round(area::numeric, 1) ORDER BY area DESC) AS areas"
             " FROM _vg_parts WHERE area > :tol GROUP BY bid HAVING count(*) > 1)"
-            " SELECT cut.bid, cut.cids, cut.areas, cm.code, ST_AsGeoJSON(b.geom, 7),"
+            " SELECT cut.bid, cut.cids, cut.areas, cm.code, ST_AsGeoJSON(b.footprint, 7),"
             " ARRAY(SELECT c.code FROM unnest(cut.cids) WITH ORDINALITY u(id, n)"
             "  JOIN _vg_cells c ON c.id = u.id ORDER BY u.n)"
-            " FROM cut JOIN _vg_bld b ON b.id = cut.bid"
-            " LEFT JOIN community cm ON cm.id = b.community_id ORDER BY cut.bid"
+            " FROM cut JOIN building b ON b.id = cut.bid"
+            " LEFT JOIN _vg_bld sb ON sb.id = b.id"
+            " LEFT JOIN community cm ON cm.id = sb.community_id ORDER BY cut.bid"
         ),
         params,
     ).all()
@@ -497,9 +532,10 @@ def _buildings(connection: Connection, params: dict[str, Any]) -> list[Defect]:
     ]
     rows = connection.execute(
         text(
-            "SELECT b.id, cm.code, ST_Area(b.geom::geography), ST_AsGeoJSON(b.geom, 7)"
-            " FROM _vg_bld b LEFT JOIN community cm ON cm.id = b.community_id"
-            " WHERE b.id NOT IN (SELECT bid FROM _vg_home) ORDER BY b.id"
+            "SELECT b.id, cm.code, ST_Area(g.footprint::geography), ST_AsGeoJSON(g.footprint, 7)"
+            " FROM _vg_bld b JOIN building g ON g.id = b.id"
+            " LEFT JOIN community cm ON cm.id = b.community_id"
+            " WHERE NOT EXISTS (SELECT 1 FROM _vg_home h WHERE h.bid = b.id) ORDER BY b.id"
         )
     ).all()
     out += [
@@ -522,7 +558,7 @@ def _empty(connection: Connection) -> list[Defect]:
             "SELECT c.id, c.code, cm.code, ST_Area(c.geom::geography),"
             " ST_AsGeoJSON(ST_PointOnSurface(c.geom), 7)"
             " FROM _vg_cells c LEFT JOIN community cm ON cm.id = c.community_id"
-            " WHERE c.id NOT IN (SELECT cid FROM _vg_home) ORDER BY c.id"
+            " WHERE NOT EXISTS (SELECT 1 FROM _vg_home h WHERE h.cid = c.id) ORDER BY c.id"
         )
     ).all()
     return [
