@@ -272,6 +272,19 @@ def test_closing_an_unknown_gate_names_the_field() -> None:
         walled.close_gates(["south_gate"])
 
 
+@pytest.mark.parametrize(("gate", "expected"), [(True, 60.0), (False, np.inf)])
+def test_way_vertex_on_the_wall_passes_only_with_a_gate(gate: bool, expected: float) -> None:
+    # OSM style: the footway has a node exactly on the wall line, tagged as a gate or not.
+    streets = _lines([[(0, 0), (100, 0), (200, 0)], [(100, 0), (100, 20), (100, 70)]])
+    ring = Polygon(
+        [(X0 + 50, Y0 + 20), (X0 + 150, Y0 + 20), (X0 + 150, Y0 + 120), (X0 + 50, Y0 + 120)]
+    )
+    walls = gpd.GeoDataFrame(geometry=[ring.exterior], crs=UTM50)
+    gates = _points([(100, 20)] if gate else [])
+    net = WalkNetwork.from_lines(streets, barriers=walls, gates=gates)
+    assert _distance(net, (101, 60), (100, -5)) == pytest.approx(expected)
+
+
 def test_closed_gate_blocks_its_way_even_without_a_wall() -> None:
     streets = _lines([[(0, 0), (100, 0)]])
     gates = _points([(40, 0)])
