@@ -152,6 +152,40 @@ def test_return_goes_back_to_the_centre_with_its_reason(
     assert case.history[-1].reason == "非本单位职责"
 
 
+def test_return_names_the_dispatch_it_sends_back(
+    connection: Connection, calendar: WorkingCalendar
+) -> None:
+    case_id = dispatched(connection, calendar)
+    run(
+        connection,
+        case_id,
+        calendar,
+        ("filed", "department", "2026-03-02 09:30", {"reason": "非本单位职责"}),
+    )
+    detail = get_case(connection, case_id, calendar=calendar).history[-1].detail
+    assert detail["dispatch_seq"] == 2
+    assert detail["department"] == "自来水公司"
+    assert dt.datetime.fromisoformat(detail["dispatched_at"]) == t("2026-03-02 09:10")
+
+
+def test_rework_is_counted_on_the_case_row(
+    connection: Connection, calendar: WorkingCalendar
+) -> None:
+    case_id = dispatched(connection, calendar)
+    run(
+        connection,
+        case_id,
+        calendar,
+        ("handling", "department", "2026-03-02 09:20"),
+        ("feedback", "department", "2026-03-02 10:00"),
+        ("handling", "staff", "2026-03-02 10:10", {"reason": "未处理完"}),
+    )
+    count = connection.execute(
+        text("SELECT rework_count FROM cases WHERE id = :id"), {"id": case_id}
+    ).scalar_one()
+    assert count == 1
+
+
 def test_unknown_role_is_refused() -> None:
     with pytest.raises(InputError, match="role"):
         plan_transition("reported", "filed", role="mayor")
