@@ -211,20 +211,16 @@ class _CoverageModel(_SitingModel):
         """Weighted demand within the radius of an existing facility."""
         return float(self.weights[self.covered_by_existing].sum())
 
-    def _reduced(self, rows: IntArray) -> tuple[sp.csr_array, FloatArray, IntArray, IntArray]:
+    def _reduced(self, rows: IntArray) -> tuple[sp.csr_array, FloatArray, IntArray]:
         """Coverage of ``rows`` by new columns, identical rows merged and empty columns dropped.
 
-        Returns ``(matrix, group_weight, columns, group_of_row)``.
+        Returns ``(matrix, group_weight, columns)``.
         """
         new_cols = np.flatnonzero(~self.existing)
-        sub = sp.csr_array(self.cover[rows][:, new_cols])
-        sub.sort_indices()
-        reps, group = inp.group_rows(sub)
-        group_weight = np.bincount(group, weights=self.weights[rows], minlength=reps.size)
-        merged = sp.csr_array(sub[reps])
-        used = np.flatnonzero(np.bincount(merged.indices, minlength=merged.shape[1]) > 0)
-        matrix = sp.csr_array(merged[:, used])
-        return matrix, group_weight.astype(np.float64), new_cols[used], group
+        matrix, group_weight, used = _regroup(
+            sp.csr_array(self.cover[rows][:, new_cols]), self.weights[rows]
+        )
+        return matrix, group_weight, new_cols[used]
 
     def _coverage_answer(self, sites: IntArray) -> tuple[IntArray, FloatArray, FloatArray]:
         open_cols = np.union1d(np.flatnonzero(self.existing), sites).astype(np.intp)
@@ -264,6 +260,32 @@ def _cover_mip(
         integer=np.concatenate([np.ones(u, dtype=bool), np.zeros(g, dtype=bool)]),
         maximize=maximize,
     )
+
+
+def _covered_rows(matrix: sp.csr_array, cols: IntArray) -> BoolArray:
+    """Rows of a 0/1 matrix with a non-zero in any of ``cols``."""
+    pick = np.zeros(matrix.shape[1])
+    pick[cols] = 1.0
+    covered: BoolArray = (matrix.astype(np.float64) @ pick) > 0
+    return covered
+
+
+def _regroup(
+    matrix: sp.csr_array, weights: FloatArray
+) -> tuple[sp.csr_array, FloatArray, IntArray]:
+    """Merge identical rows (summing weights), drop empty rows and empty columns.
+
+    Returns the matrix, the row weights and the kept column positions.
+    """
+    matrix = sp.csr_array(matrix)
+    matrix.sort_indices()
+    nonempty = np.flatnonzero(np.diff(matrix.indptr) > 0)
+    matrix = sp.csr_array(matrix[nonempty])
+    reps, group = inp.group_rows(matrix)
+    merged_weight = np.bincount(group, weights=weights[nonempty], minlength=reps.size)
+    merged = sp.csr_array(matrix[reps])
+    kept = np.flatnonzero(np.bincount(merged.indices, minlength=merged.shape[1]) > 0)
+    return sp.csr_array(merged[:, kept]), merged_weight.astype(np.float64), kept
 
 
 def _cover_start(matrix: sp.csr_array, chosen_pos: IntArray) -> FloatArray:
@@ -403,22 +425,46 @@ class MaximalCovering(_CoverageModel):
         )
         if rows.size == 0:
             sites = np.empty(0, dtype=np.intp)
-            return self._answer(sites, SolveStatus.OPTIMAL, before, method, started)
-        matrix, group_weight, cols, _ = self._reduced(rows)
+            return self._answer(sites, SolveStatus.OPTIMAL, before, "mip", started)
+        matrix, group_weight, cols = self._reduced(rows)
+        if cols.size <= self.k:
+            return self._answer(cols, SolveStatus.OPTIMAL, before, "mip", started)
         chosen = heur.cover_greedy_swap(
             matrix, group_weight, allowed=np.ones(cols.size, dtype=bool), k=self.k
         )
-        problem = _cover_mip(matrix, group_weight, k=self.k, required=None)
-        start = _cover_start(matrix, chosen)
+        lower = float(group_weight[_covered_rows(matrix, chosen)].sum())
+        bound, closed, forced = heur.cover_lagrangian_bound(
+            matrix, group_weight, k=self.k, lower=lower
+        )
         if method == "heuristic":
-            relaxed = solve_mip(problem, time_limit=time_limit, mip_gap=mip_gap, relax=True)
             return self._answer(
-                cols[chosen], SolveStatus.HEURISTIC, before + relaxed.objective, method, started
+                cols[chosen], SolveStatus.HEURISTIC, before + bound, method, started
             )
+        if bound <= lower + 1e-9 * max(1.0, lower):
+            return self._answer(cols[chosen], SolveStatus.OPTIMAL, before + bound, "mip", started)
+        # Columns the Lagrangian bound rules out (or in) for every answer better than the
+        # greedy one leave the MIP; rows covered by forced columns count as covered.
+        forced_pos = np.flatnonzero(forced)
+        free_pos = np.flatnonzero(~closed & ~forced)
+        done = _covered_rows(matrix, forced_pos)
+        constant = float(group_weight[done].sum())
+        k_rest = self.k - forced_pos.size
+        sub, sub_weight, kept = _regroup(
+            sp.csr_array(matrix[np.flatnonzero(~done)][:, free_pos]), group_weight[~done]
+        )
+        free_pos = free_pos[kept]
+        if k_rest == 0 or sub.shape[0] == 0:
+            return self._answer(cols[chosen], SolveStatus.OPTIMAL, before + lower, "mip", started)
+        if free_pos.size <= k_rest:
+            sites = cols[np.union1d(forced_pos, free_pos)]
+            return self._answer(sites, SolveStatus.OPTIMAL, before, "mip", started)
+        problem = _cover_mip(sub, sub_weight, k=k_rest, required=None)
+        start = _cover_start(sub, np.flatnonzero(np.isin(free_pos, chosen)))
         outcome = solve_mip(problem, time_limit=time_limit, mip_gap=mip_gap, start=start)
-        picked = np.flatnonzero(outcome.x[: cols.size] > 0.5)
+        picked = free_pos[np.flatnonzero(outcome.x[: free_pos.size] > 0.5)]
+        sites = cols[np.union1d(forced_pos, picked)]
         answer = self._answer(
-            cols[picked], SolveStatus.OPTIMAL, before + outcome.bound, "mip", started
+            sites, SolveStatus.OPTIMAL, before + constant + outcome.bound, "mip", started
         )
         gap = relative_gap(answer.objective, answer.bound)
         return self._with_status(answer, _status(outcome, gap), gap)
@@ -602,7 +648,7 @@ class SetCovering(_CoverageModel):
             return self._answer(
                 np.empty(0, dtype=np.intp), SolveStatus.OPTIMAL, 0.0, "mip", started
             )
-        matrix, group_weight, cols, _ = self._reduced(rows)
+        matrix, group_weight, cols = self._reduced(rows)
         full = self.target == 1.0
         # Covering everyone counts points; a target share counts weight.
         score = np.ones_like(group_weight) if full else group_weight
