@@ -210,14 +210,19 @@ def _unit_points(
     """
     t = ((unit_no - 0.5) / n_units)[:, None]
     on_side = layout.start[owner] + t * (layout.end[owner] - layout.start[owner])
-    points = shapely.points(on_side)
-    # With the 1 mm overshoot the line always spans the rectangle's full depth.
-    across = layout.across[owner] * 1.0001
-    across_lines = shapely.linestrings(np.stack([on_side, on_side + across], axis=1))
-    hits = shapely.intersection(across_lines, layout.footprint[owner])
-    missed = shapely.is_empty(hits)
-    targets = np.where(missed, layout.outline[owner], hits)
-    return shapely.get_point(shapely.shortest_line(targets, points), 0)
+    points = np.asarray(shapely.points(on_side), dtype=object)
+    # Most blocks are rectangles: their points are on a wall already (within 1 mm).
+    off = np.flatnonzero(~shapely.dwithin(points, layout.outline[owner], 0.001))
+    if not len(off):
+        return points
+    start, building = on_side[off], owner[off]
+    # With the overshoot the line always spans the rectangle's full depth.
+    across = layout.across[building] * 1.0001
+    across_lines = shapely.linestrings(np.stack([start, start + across], axis=1))
+    hits = shapely.intersection(across_lines, layout.footprint[building])
+    targets = np.where(shapely.is_empty(hits), layout.outline[building], hits)
+    points[off] = shapely.get_point(shapely.shortest_line(targets, points[off]), 0)
+    return points
 
 
 def _in_utm(
