@@ -371,7 +371,7 @@ def estimate_stairwells(
     ``settings.min_footprint_m2`` and that holds no real counts (``estimated = false``):
     the footprint is projected to its UTM zone; the number of entrances is
     ``max(1, round(long side / unit_width_m))`` of its minimum rotated rectangle; entrances sit
-    at the unit centres along the northern long side, moved onto the footprint boundary;
+    at the unit centres along the northern long side, moved across to the first wall;
     each entrance has ``floors × households_per_floor`` households (one for houses), floors
     being ``building.levels`` or ``default_levels``; residents and elderly are drawn from a
     generator seeded by ``settings.seed`` and the building's source and source id, so results
@@ -418,7 +418,7 @@ def estimate_stairwells(
     levels = np.array([r.levels or settings.default_levels for r in candidates], dtype=np.int64)
     per_floor = np.array(
         [
-            0 if (r.use or "").lower() in HOUSE_USES else settings.households_per_floor
+            0 if (r.use or "").strip().lower() in HOUSE_USES else settings.households_per_floor
             for r in candidates
         ],
         dtype=np.int64,
