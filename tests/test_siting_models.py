@@ -148,8 +148,9 @@ def test_existing_facilities_count_as_covering_before() -> None:
     result = MaximalCovering.from_cost_matrix(
         cost, weights=weights, service_radius=150, k=3, existing=existing
     ).solve()
-    assert result.covered_before == pytest.approx(float(weights[cost[:, 0] <= 150].sum()))
-    assert result.covered_gain == pytest.approx(result.objective - result.covered_before)
+    before = float(weights[cost[:, 0] <= 150].sum())
+    assert result.covered_before == pytest.approx(before)
+    assert result.covered_gain == pytest.approx(result.objective - before)
 
 
 def test_maximal_covering_assignment_stays_within_radius() -> None:
