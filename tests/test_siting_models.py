@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import numpy.typing as npt
-import pulp
+import pulp  # type: ignore[import-untyped]
 import pytest
 from spopt.locate import LSCP, MCLP
 from spopt.locate import PMedian as SpoptPMedian
