@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import shapely
+from psycopg.adapt import PyFormat
 from sqlalchemy import Connection, text
 
 from gis.errors import InputError
@@ -45,6 +46,8 @@ class LoadResult:
 #: the table rebuild its secondary indexes (GiST, foreign-key btrees) once, after inserting.
 BULK_MIN_ROWS = 10_000
 BULK_SHARE = 0.25
+#: Rows prepared at a time for the COPY.
+CHUNK_ROWS = 20_000
 # WGS84 ellipsoid.
 _A = 6_378_137.0
 _E2 = (1 / 298.257223563) * (2 - 1 / 298.257223563)
@@ -215,28 +218,38 @@ def load_buildings(connection: Connection, buildings: Any, *, source: str = "osm
     """
     frame = _checked(buildings, "buildings", key=["source_id"])
     n = len(frame)
-    ids = frame["source_id"].astype(str).tolist()
-    geoms = np.asarray(frame.geometry.array, dtype=object)
-    columns = [
-        ids,
-        _texts(frame, "name", n),
-        _texts(frame, "number", n),
-        _texts(frame, "use", n),
-        _ints(frame, "levels", n),
-        frame["repaired"].astype(bool).tolist() if "repaired" in frame else [False] * n,
-        _json(frame, n),
-        None,
-        ellipsoidal_area_m2(geoms).tolist(),
-    ]
     if _is_bulk(connection, "building", n) and _source_empty(connection, "building", source):
         # A first import of many rows goes straight into the table, indexes built afterwards.
-        columns[6] = _jsonb_binary(columns[6])
-        columns[7] = _multipolygon_ewkb(geoms)
         kinds = [(name, "bytea" if name == "tags" else kind) for name, kind in _BUILDING_STAGE]
-        return _copy_fresh(connection, "building", source, kinds, columns)
-    columns[7] = list(shapely.to_wkb(geoms))
-    _stage(connection, _BUILDING_STAGE, columns)
+        rows = _building_rows(frame, fresh=True)
+        return _copy_fresh(connection, "building", source, kinds, rows)
+    _stage(connection, _BUILDING_STAGE, _building_rows(frame, fresh=False))
     return _upsert(connection, _BUILDING_UPSERT, source, table="building", staged=n)
+
+
+def _building_rows(frame: Any, *, fresh: bool) -> Iterator[tuple[Any, ...]]:
+    """Rows of the building COPY, computed a chunk at a time.
+
+    PostgreSQL ingests one chunk while the next is prepared. ``fresh`` rows go straight into
+    ``building`` (EWKB MultiPolygon and jsonb binary input); others into the staging table.
+    """
+    for start in range(0, len(frame), CHUNK_ROWS):
+        part = frame.iloc[start : start + CHUNK_ROWS]
+        n = len(part)
+        geoms = np.asarray(part.geometry.array, dtype=object)
+        tags = _json(part, n)
+        columns = [
+            part["source_id"].astype(str).tolist(),
+            _texts(part, "name", n),
+            _texts(part, "number", n),
+            _texts(part, "use", n),
+            _ints(part, "levels", n),
+            part["repaired"].astype(bool).tolist() if "repaired" in part else [False] * n,
+            _jsonb_binary(tags) if fresh else tags,
+            _multipolygon_ewkb(geoms) if fresh else list(shapely.to_wkb(geoms)),
+            ellipsoidal_area_m2(geoms).tolist(),
+        ]
+        yield from zip(*columns, strict=True)
 
 
 def load_streets(connection: Connection, streets: Any, *, source: str = "osm") -> LoadResult:
@@ -368,7 +381,9 @@ def _capacity(tags: Any) -> int | None:
 
 
 def _stage(
-    connection: Connection, columns: Sequence[tuple[str, str]], values: list[list[Any]]
+    connection: Connection,
+    columns: Sequence[tuple[str, str]],
+    rows: list[list[Any]] | Iterator[tuple[Any, ...]],
 ) -> None:
     # Column names and types come from the module constants above, never from input.
     definition = ", ".join(f"{name} {kind}" for name, kind in columns)
@@ -381,13 +396,17 @@ def _stage(
         raise RuntimeError(msg)
     statement = f"COPY pg_temp.wangge_stage ({names}) FROM STDIN (FORMAT BINARY)"
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        _fast_bytes(cursor)
         copy.set_types([kind for _, kind in columns])
-        for row in _rows(values):
+        for row in zip(*rows, strict=True) if isinstance(rows, list) else rows:
             copy.write_row(row)
 
 
-def _rows(values: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
-    return zip(*values, strict=True)
+def _fast_bytes(cursor: Any) -> None:
+    # psycopg's DB-API layer makes a pure-Python dumper the default for bytea by oid; the
+    # compiled one for ``bytes`` is several times faster on a 100,000-row COPY.
+    dumper = cursor.adapters.get_dumper(bytes, PyFormat.BINARY)
+    cursor.adapters.register_dumper(bytes, dumper)
 
 
 def _known(table: str) -> None:
@@ -426,7 +445,7 @@ def _copy_fresh(
     table: str,
     source: str,
     columns: Sequence[tuple[str, str]],
-    values: list[Any],
+    rows: Iterator[tuple[Any, ...]],
 ) -> LoadResult:
     """COPY rows known to be new straight into ``table``; rebuild its indexes afterwards.
 
@@ -452,8 +471,9 @@ def _copy_fresh(
     statement = f"COPY {quoted_table} ({names}) FROM STDIN (FORMAT BINARY)"
     count = 0
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        _fast_bytes(cursor)
         copy.set_types(types)
-        for row in zip(*values, strict=True):
+        for row in rows:
             copy.write_row((source, *row))
             count += 1
     for _, definition in indexes:
