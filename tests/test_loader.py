@@ -235,3 +235,18 @@ def test_ellipsoidal_area_matches_postgis_geography(connection: Connection) -> N
         for g in frame.geometry
     ]
     assert list(areas) == pytest.approx(reference, rel=1e-6)
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["upsert", "bulk"])
+def test_rows_prepared_in_chunks_all_arrive(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch, big: bool
+) -> None:
+    monkeypatch.setattr(loader, "CHUNK_ROWS", 2)
+    if big:
+        monkeypatch.setattr(loader, "BULK_MIN_ROWS", 1)
+        monkeypatch.setattr(loader, "BULK_SHARE", 0.0)
+    load_buildings(connection, _buildings(5), source="t-chunks")
+    ids = connection.execute(
+        text("SELECT source_id FROM building WHERE source = 't-chunks' ORDER BY source_id")
+    ).scalars()
+    assert list(ids) == ["w0", "w1", "w2", "w3", "w4"]
