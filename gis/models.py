@@ -290,6 +290,8 @@ class Case(Base):
         ),
         Index("ix_cases_deadline", "deadline"),
         Index("ix_cases_filed_at", "filed_at"),
+        Index("ix_cases_reported_at", "reported_at"),
+        CheckConstraint("routed_to IN ('grid', 'subdistrict')", name="cases_routed_to_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -321,6 +323,25 @@ class Case(Base):
     # over millions of cases need one scan.
     rework_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     extension_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Assignment at report time (gis.cases.reporting); a pin move re-assigns and is recorded in
+    # case_location_change. Outside every grid: inside_managed_area false, routed to the
+    # subdistrict.
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community.id", ondelete="SET NULL"), index=True
+    )
+    subdistrict_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subdistrict.id", ondelete="SET NULL")
+    )
+    stairwell_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stairwell.id", ondelete="SET NULL")
+    )
+    inside_managed_area: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    near_grid_code: Mapped[str | None] = mapped_column(Text)
+    near_boundary_m: Mapped[float | None] = mapped_column(Float)
+    routed_to: Mapped[str] = mapped_column(Text, default="grid", server_default="grid")
+    address: Mapped[str | None] = mapped_column(Text)
+    input_crs: Mapped[str] = mapped_column(Text, default="wgs84", server_default="wgs84")
+    photo_urls: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
 
 class CaseTransition(Base):
@@ -349,6 +370,43 @@ class CaseTransition(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     receiver: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+
+
+class CaseLocationChange(Base):
+    """A moved pin: who moved case ``case_id``, when, why, from where to where (append-only)."""
+
+    __tablename__ = "case_location_change"
+    __table_args__ = (
+        CheckConstraint("length(btrim(reason)) > 0", name="case_location_change_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"), index=True)
+    actor: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reason: Mapped[str] = mapped_column(Text)
+    old_geom: Mapped[Any] = mapped_column(_geometry("POINT"), nullable=False)
+    new_geom: Mapped[Any] = mapped_column(_geometry("POINT"), nullable=False)
+    old_grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="RESTRICT"))
+    new_grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="RESTRICT"))
+
+
+class BuildingAddress(Base):
+    """An address-table row: building ``number`` of a community is building ``building_id``.
+
+    Loaded by ``wangge import addresses``; complements ``building.number`` from OSM names.
+    """
+
+    __tablename__ = "building_address"
+    __table_args__ = (UniqueConstraint("community_id", "number", name="building_address_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(Text)
+    building_id: Mapped[int] = mapped_column(
+        ForeignKey("building.id", ondelete="CASCADE"), index=True
+    )
+    source: Mapped[str] = mapped_column(Text, default="csv", server_default="csv")
 
 
 class ImportRun(Base):

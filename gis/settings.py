@@ -52,3 +52,21 @@ class EstimateSettings(BaseSettings):
     elderly_share: float = Field(default=0.187, ge=0, le=1)
     # Footprints smaller than this are sheds, kiosks or garages, not homes.
     min_footprint_m2: float = Field(default=60.0, ge=0)
+
+
+class CaseSettings(BaseSettings):
+    """Defaults of case reporting and batch import (``WANGGE_CASES_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="WANGGE_CASES_", extra="ignore")
+
+    # A point closer than this to another grid is assigned but flagged for confirmation.
+    near_boundary_m: float = Field(default=10.0, ge=0)
+    # Open cases of the same small class within this radius and window are possible duplicates.
+    duplicate_radius_m: float = Field(default=100.0, ge=0)
+    duplicate_window_days: float = Field(default=7.0, ge=0)
+    # Nearest stairwell searched within this distance.
+    stairwell_search_m: float = Field(default=1_000.0, ge=0)
+    # Batch import: rows per committed chunk, most rows and bytes one batch may carry.
+    batch_chunk_rows: int = Field(default=200_000, ge=1)
+    batch_max_rows: int = Field(default=2_000_000, ge=1)
+    batch_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
