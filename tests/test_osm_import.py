@@ -319,10 +319,23 @@ def test_osm_xml_file_is_read(tmp_path: Path) -> None:
     assert list(layers.facilities["type"]) == ["kindergarten"]
 
 
-def test_truncated_pbf_raises_input_error(tmp_path: Path) -> None:
-    truncated = tmp_path / "half.osm.pbf"
-    raw = HELSINKI.read_bytes()
-    truncated.write_bytes(raw[: len(raw) // 2])
+def test_truncated_osm_xml_raises_input_error(tmp_path: Path) -> None:
+    xml = (
+        "<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\">\n"
+        '  <node id="1" lat="39.9" lon="116.3" version="1"/>\n'
+        '  <node id="2" lat="39.9" lon="116.301" version="1"/>\n'
+    )
+    path = tmp_path / "cut.osm"
+    path.write_text(xml, encoding="utf-8")
+    with pytest.raises(InputError, match="cannot read OSM data"):
+        read_osm(path)
+
+
+@pytest.mark.parametrize("keep", [100, HELSINKI.stat().st_size // 2], ids=["header", "half"])
+def test_truncated_pbf_raises_input_error(tmp_path: Path, keep: int) -> None:
+    # libosmium reads a file cut inside its first blob as an empty file: checked separately.
+    truncated = tmp_path / "cut.osm.pbf"
+    truncated.write_bytes(HELSINKI.read_bytes()[:keep])
     with pytest.raises(InputError, match="truncated"):
         read_osm(truncated)
 
