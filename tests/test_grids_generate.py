@@ -84,3 +84,26 @@ def test_codes_run_in_reading_order_in_each_community(
 def test_unknown_kind_is_refused(connection: Connection, area: list[int]) -> None:
     with pytest.raises(InputError, match="kind"):
         generate_grids(connection, community_ids=area, kind="block")
+
+
+def test_unchanged_cells_keep_their_codes_when_others_change(
+    connection: Connection, area: list[int]
+) -> None:
+    first = generate_grids(connection, community_ids=area[:1], kind="service")
+    # Many more households in one building reshapes the cells around it, not the others.
+    connection.execute(
+        text(
+            "UPDATE stairwell SET households = households + 900 WHERE building_id ="
+            " (SELECT b.id FROM building b JOIN community c ON c.id = :cid"
+            "  AND ST_Intersects(c.geom, ST_PointOnSurface(b.footprint)) ORDER BY b.id LIMIT 1)"
+        ),
+        {"cid": area[0]},
+    )
+    second = generate_grids(connection, community_ids=area[:1], kind="service")
+    before = {c.geometry.wkb: c.code for c in first.cells}
+    same = [c for c in second.cells if c.geometry.wkb in before]
+    assert same and all(c.code == before[c.geometry.wkb] for c in same)
+    # Changed cells keep the code of the old cell they mostly cover; any other code is fresh.
+    codes = [c.code for c in second.cells]
+    assert len(set(codes)) == len(codes)
+    assert all(c > max(before.values()) for c in codes if c not in before.values())
