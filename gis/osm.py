@@ -823,7 +823,7 @@ def _vector_buildings(frame: Any, ids: list[str]) -> Any:
         levels = [parse_levels(v) for v in frame["building_levels"]]
     else:
         levels = [None] * len(tags)
-    return gpd.GeoDataFrame(
+    out = gpd.GeoDataFrame(
         {
             "source_id": ids,
             "name": names,
@@ -836,6 +836,8 @@ def _vector_buildings(frame: Any, ids: list[str]) -> Any:
         geometry=gpd.GeoSeries(frame.geometry.array, crs=WGS84),
         crs=WGS84,
     )
+    # building=no marks an outline that is not a building (as in the OSM reader).
+    return out[out["use"] != "no"]
 
 
 def _vector_streets(frame: Any, ids: list[str]) -> tuple[Any, list[dict[str, str]]]:

@@ -456,3 +456,11 @@ def test_cli_records_import_run_with_rejected_list(
         ).one()
     assert counts["buildings"]["inserted"] == 1
     assert rejected == [{"layer": "buildings", "source_id": "w7", "reason": "missing geometry"}]
+
+
+def test_building_no_is_not_a_building(tmp_path: Path) -> None:
+    path = _write_geojson(
+        tmp_path / "no.geojson",
+        [_feature(1, _square(116.3, 39.9), building="no"), _feature(2, _square(116.31, 39.9))],
+    )
+    assert list(read_vector(path).buildings["source_id"]) == ["w2"]
