@@ -379,3 +379,10 @@ def test_unknown_group_dimension_is_rejected(connection: Connection) -> None:
 def test_overdue_cases_at_the_end_of_monday(connection: Connection, week: dict[str, int]) -> None:
     # Mon 28 18:00: G (due 17:00) is the only open case past its deadline; I is parked
     assert overdue_case_ids(connection, now=t(28, "18:00")) == [week["G"]]
+
+
+def test_indicators_leave_session_settings_as_they_were(connection: Connection) -> None:
+    before = connection.execute(text("SELECT current_setting('work_mem')")).scalar_one()
+    indicators(connection, group_by=("category",), **WEEK)
+    after = connection.execute(text("SELECT current_setting('work_mem')")).scalar_one()
+    assert after == before

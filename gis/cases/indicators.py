@@ -125,7 +125,9 @@ def _query(group_by: Sequence[str]) -> str:
     # dispatch is on the row (dispatched_at, department), and every earlier dispatch was
     # returned (only a return brings a case back to be dispatched again). Each return step
     # names the dispatch it sends back, so the few returns add the earlier dispatches and the
-    # returned count, attributed to the department that returned them.
+    # returned count, attributed to the department that returned them. (A dispatch, its return
+    # and a re-dispatch recorded at the very same instant would count the first dispatch once
+    # as the case's last; the workflow records real times, so this does not arise in practice.)
     due = "c.deadline >= :start AND c.deadline < :end AND c.status NOT IN ('voided', 'parked')"
     in_period = "c.dispatched_at >= :start AND c.dispatched_at < :end"
     return_cols = "".join("r.department, " if b == "department" else f"c.{b}, " for b in base)
@@ -220,7 +222,8 @@ def indicators(
     if end <= start:
         raise InputError("end", "must be after start")
     # An analytic query over the whole period: JIT compilation costs more than it saves here,
-    # and sorts and hashes of a quarter fit in memory; both settings are restored afterwards.
+    # and sorts and hashes of a quarter fit in memory. Both settings are transaction-local and
+    # put back afterwards; if the query fails, the rollback the caller must do discards them.
     saved = connection.execute(
         text("SELECT current_setting('jit'), current_setting('work_mem')")
     ).one()
@@ -228,13 +231,11 @@ def indicators(
         text("SELECT set_config('jit', 'off', true), set_config('work_mem', :mem, true)"),
         {"mem": _WORK_MEM},
     )
-    try:
-        rows = connection.execute(text(_query(dims)), {"start": start, "end": end}).mappings().all()
-    finally:
-        connection.execute(
-            text("SELECT set_config('jit', :jit, true), set_config('work_mem', :mem, true)"),
-            {"jit": saved[0], "mem": saved[1]},
-        )
+    rows = connection.execute(text(_query(dims)), {"start": start, "end": end}).mappings().all()
+    connection.execute(
+        text("SELECT set_config('jit', :jit, true), set_config('work_mem', :mem, true)"),
+        {"jit": saved[0], "mem": saved[1]},
+    )
     out = []
     for row in rows:
         households = None if row["households"] is None else int(row["households"])
