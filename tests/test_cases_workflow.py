@@ -1,5 +1,6 @@
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -326,6 +327,23 @@ def committed_case(engine: Engine) -> Iterator[int]:
         conn.execute(text("DELETE FROM cases WHERE id = :id"), {"id": case_id})
 
 
+def _waits_on_a_lock(engine: Engine, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    with engine.connect() as probe:
+        while time.monotonic() < deadline:
+            waiting = probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'UPDATE cases SET status%'"
+                )
+            ).scalar_one()
+            probe.rollback()
+            if waiting:
+                return True
+            time.sleep(0.05)
+    return False
+
+
 def test_concurrent_actors_one_wins_the_other_conflicts(
     engine: Engine, committed_case: int, calendar: WorkingCalendar
 ) -> None:
@@ -353,8 +371,7 @@ def test_concurrent_actors_one_wins_the_other_conflicts(
 
         thread = threading.Thread(target=second_actor)
         thread.start()
-        thread.join(timeout=1.0)
-        assert thread.is_alive()  # blocked behind the first actor's row lock
+        assert _waits_on_a_lock(engine)  # blocked behind the row lock
         first.commit()
         thread.join(timeout=10)
     assert isinstance(outcome[0], ConflictError)
