@@ -24,11 +24,13 @@ def cover_greedy_swap(
     allowed: BoolArray,
     k: int,
     max_passes: int = 50,
+    start: IntArray | None = None,
 ) -> IntArray:
     """Choose up to ``k`` columns maximising the weight of rows covered (greedy, then 1-swap).
 
     ``weights`` should be 0 for rows already covered by fixed facilities. Columns that add no
-    coverage are not opened, so fewer than ``k`` may come back.
+    coverage are not opened, so fewer than ``k`` may come back. ``start`` (optional) replaces
+    the greedy construction by the given columns, which the swaps then improve.
     """
     cover_t = sp.csr_array(cover.T, dtype=np.float64)
     cover_t.sort_indices()
@@ -36,7 +38,10 @@ def cover_greedy_swap(
     count = np.zeros(n, dtype=np.int64)
     chosen: list[int] = []
     blocked = ~allowed
-    for _ in range(k):
+    for j in [] if start is None else [int(c) for c in start]:
+        chosen.append(j)
+        count[_rows(cover_t, j)] += 1
+    for _ in range(k - len(chosen)):
         gain = cover_t @ (weights * (count == 0))
         gain[blocked] = -np.inf
         gain[chosen] = -np.inf
@@ -243,7 +248,7 @@ def cover_lagrangian_bound(
     k: int,
     lower: float,
     iterations: int = 400,
-) -> tuple[float, BoolArray, BoolArray]:
+) -> tuple[float, BoolArray, BoolArray, IntArray, float]:
     """Lagrangian upper bound of maximal covering, with column fixing.
 
     Relaxing ``y_g ≤ Σ_j a_gj x_j`` with multipliers ``μ_g ∈ [0, w_g]`` gives
@@ -258,8 +263,15 @@ def cover_lagrangian_bound(
         Columns that no answer better than ``lower`` can open.
     forced : ndarray of bool
         Columns every answer better than ``lower`` must open.
+    incumbent : ndarray of int
+        The best set of ``k`` columns met on the way (the top ``k`` of ``v`` at some step),
+        empty when none beat ``lower``.
+    lower : float
+        Its covered weight (``lower`` when none beat it). Fixing uses the best value known
+        at each step.
     """
     a = sp.csr_array(cover, dtype=np.float64)
+    incumbent = np.empty(0, dtype=np.intp)
     a_t = sp.csr_array(a.T)
     u = a.shape[1]
     mu = weights * 0.5
@@ -289,9 +301,14 @@ def cover_lagrangian_bound(
                 stall = 0
         x = np.zeros(u)
         x[top] = 1.0
-        grad = (a @ x) - (mu < weights)
+        hits = a @ x
+        covered = float(weights[hits > 0].sum())
+        if covered > lower:
+            lower = covered
+            incumbent = np.sort(top).astype(np.intp)
+        grad = hits - (mu < weights)
         norm = float(grad @ grad)
         if norm == 0 or theta < 1e-4 or best - lower <= tol:
             break
         mu = np.clip(mu - theta * (value - lower) / norm * grad, 0.0, weights)
-    return best, closed, forced
+    return best, closed, forced, incumbent, lower

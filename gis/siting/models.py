@@ -433,9 +433,28 @@ class MaximalCovering(_CoverageModel):
             matrix, group_weight, allowed=np.ones(cols.size, dtype=bool), k=self.k
         )
         lower = float(group_weight[_covered_rows(matrix, chosen)].sum())
-        bound, closed, forced = heur.cover_lagrangian_bound(
+        bound, closed, forced, better, lower = heur.cover_lagrangian_bound(
             matrix, group_weight, k=self.k, lower=lower
         )
+        if better.size:
+            # The Lagrangian met a better answer; swaps polish it, and a second pass fixes
+            # more columns against the higher value.
+            chosen = heur.cover_greedy_swap(
+                matrix,
+                group_weight,
+                allowed=np.ones(cols.size, dtype=bool),
+                k=self.k,
+                start=better,
+            )
+            lower = float(group_weight[_covered_rows(matrix, chosen)].sum())
+            bound2, closed2, forced2, better2, lower = heur.cover_lagrangian_bound(
+                matrix, group_weight, k=self.k, lower=lower
+            )
+            if better2.size:
+                chosen = better2
+            bound = min(bound, bound2)
+            closed |= closed2
+            forced |= forced2
         if method == "heuristic":
             return self._answer(
                 cols[chosen], SolveStatus.HEURISTIC, before + bound, method, started
