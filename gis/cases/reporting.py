@@ -1,0 +1,1153 @@
+"""Report cases: one at a time with their assignment and possible duplicates, or in batches.
+
+Assignment
+----------
+A case is assigned by :func:`gis.locate.locate` (one report) or by :class:`gis.assign.CellIndex`
+(a batch): the current **service** cell that covers the point, ties to the lowest grid code, its
+worker, community and subdistrict, the nearest stairwell (or the stairwell of the address), and
+the flags ``near_grid_code``/``near_boundary_m`` (another cell within the confirmation distance)
+and ``inside_managed_area``. A case outside every cell is stored all the same, with
+``inside_managed_area = false`` and ``routed_to = 'subdistrict'``: never dropped.
+
+Possible duplicates are open cases (not closed, evaluated or voided) of the same small class
+within ``duplicate_radius_m`` metres (spheroid distance) reported within the
+``duplicate_window_days`` before the new case.
+
+Batches
+-------
+:func:`import_cases_batch` reads a CSV (``lon``/``lat`` with ``crs``, or ``address``) or a
+GeoJSON file, validates and assigns every row in memory, then stores the valid rows in chunks:
+each chunk is copied (``COPY``) into a temporary table and inserted by one set-based statement,
+in its own transaction (a savepoint when the caller holds a transaction). A crash loses at most
+the chunk under way; running the same file again stores what is missing and nothing twice,
+because rows are keyed by their ``external_id`` (derived from the row's content when the file
+has none). Rejected rows are reported with row number (header = row 1; GeoJSON: feature
+number from 1), field and reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import shapely
+from pyproj import Transformer
+from scipy.spatial import cKDTree
+from sqlalchemy import Connection, text
+
+from gis.addresses import AddressBook, AddressMatch, parse_address, resolve_address
+from gis.assign import CellIndex
+from gis.cases.categories import default_categories
+from gis.coords import CRS_NAMES, CoordinateSystem, parse_crs, to_wgs84, utm_epsg
+from gis.errors import InputError, NotFoundError
+from gis.features import BBox, parse_bbox
+from gis.locate import locate
+from gis.models import CASE_STATES
+from gis.settings import CaseSettings
+
+__all__ = [
+    "BatchReport",
+    "BatchTooLargeError",
+    "CaseAssignment",
+    "CaseReport",
+    "Rejected",
+    "ReportedCase",
+    "import_cases_batch",
+    "list_cases",
+    "move_pin",
+    "report_case",
+]
+
+CRS_LIST = ", ".join(CRS_NAMES)
+OPEN_EXCLUDED = ("closed", "evaluated", "voided")
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class BatchTooLargeError(InputError):
+    """A batch exceeds the configured size limit (``limit`` rows or bytes, named in the text)."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__("batch", message)
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class CaseReport:
+    """One report as received: a location by coordinates (in ``crs``) or by address."""
+
+    category: str
+    lon: float | str | None = None
+    lat: float | str | None = None
+    crs: str = "wgs84"
+    address: str | None = None
+    description: str | None = None
+    photo_urls: Sequence[str] = ()
+    reporter_name: str | None = None
+    reporter_phone: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseAssignment:
+    """A stored case and where it was assigned (no reporter contact: that stays with staff)."""
+
+    id: int
+    external_id: str | None
+    category: str
+    status: str
+    lon: float
+    lat: float
+    reported_at: datetime
+    grid_id: int | None
+    grid_code: str | None
+    worker_id: int | None
+    worker_name: str | None
+    community_code: str | None
+    community_name: str | None
+    subdistrict_code: str | None
+    subdistrict_name: str | None
+    stairwell_id: int | None
+    inside_managed_area: bool
+    near_grid_code: str | None
+    near_boundary_m: float | None
+    routed_to: str
+    address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedCase:
+    """Answer of :func:`report_case`: the case, whether it is new, and possible duplicates."""
+
+    case: CaseAssignment
+    created: bool
+    possible_duplicates: list[CaseAssignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A rejected batch row: row number (header = 1), field and reason."""
+
+    row: int
+    field: str
+    reason: str
+
+
+@dataclass
+class BatchReport:
+    """What a batch import did."""
+
+    rows: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    chunks: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _settings(settings: CaseSettings | None) -> CaseSettings:
+    return settings if settings is not None else CaseSettings()
+
+
+def _check_category(code: object) -> str:
+    tree = default_categories()
+    if not isinstance(code, str) or code.strip() not in tree:
+        msg = f"unknown category {code!r}: expected a small-class code of the tree, e.g. E0103"
+        raise InputError("category", msg)
+    return code.strip()
+
+
+_ASSIGNMENT = """
+SELECT k.id, k.external_id, k.category_code, k.status, ST_X(k.geom) AS lon, ST_Y(k.geom) AS lat,
+       k.reported_at, k.grid_id, g.code AS grid_code, k.worker_id, w.name AS worker_name,
+       c.code AS community_code, c.name AS community_name,
+       s.code AS subdistrict_code, s.name AS subdistrict_name, k.stairwell_id,
+       k.inside_managed_area, k.near_grid_code, k.near_boundary_m, k.routed_to, k.address
+FROM cases k
+LEFT JOIN grid g ON g.id = k.grid_id
+LEFT JOIN grid_worker w ON w.id = k.worker_id
+LEFT JOIN community c ON c.id = k.community_id
+LEFT JOIN subdistrict s ON s.id = k.subdistrict_id
+"""
+
+
+def _assignment(row: Any) -> CaseAssignment:
+    return CaseAssignment(
+        id=int(row.id),
+        external_id=row.external_id,
+        category=str(row.category_code),
+        status=str(row.status),
+        lon=float(row.lon),
+        lat=float(row.lat),
+        reported_at=row.reported_at,
+        grid_id=row.grid_id,
+        grid_code=row.grid_code,
+        worker_id=row.worker_id,
+        worker_name=row.worker_name,
+        community_code=row.community_code,
+        community_name=row.community_name,
+        subdistrict_code=row.subdistrict_code,
+        subdistrict_name=row.subdistrict_name,
+        stairwell_id=row.stairwell_id,
+        inside_managed_area=bool(row.inside_managed_area),
+        near_grid_code=row.near_grid_code,
+        near_boundary_m=None if row.near_boundary_m is None else float(row.near_boundary_m),
+        routed_to=str(row.routed_to),
+        address=row.address,
+    )
+
+
+def get_case(connection: Connection, case_id: int) -> CaseAssignment:
+    """Return case ``case_id`` with its assignment.
+
+    Raises
+    ------
+    gis.errors.NotFoundError
+        When there is no such case.
+    """
+    row = connection.execute(text(_ASSIGNMENT + " WHERE k.id = :id"), {"id": case_id}).first()
+    if row is None:
+        msg = f"no case {case_id}"
+        raise NotFoundError(msg)
+    return _assignment(row)
+
+
+def possible_duplicates(
+    connection: Connection, case: CaseAssignment, *, radius_m: float, window_days: float
+) -> list[CaseAssignment]:
+    """Open cases of the same small class within ``radius_m`` metres and the window before it."""
+    degrees = radius_m / (110_000.0 * max(math.cos(math.radians(min(abs(case.lat) + 1, 89))), 1e-3))
+    rows = connection.execute(
+        text(
+            _ASSIGNMENT
+            + """ WHERE k.id <> :id AND k.category_code = :cat
+              AND NOT (k.status = ANY(:closed))
+              AND k.reported_at >= CAST(:at AS timestamptz) - make_interval(secs => :window)
+              AND k.reported_at <= CAST(:at AS timestamptz)
+              AND k.geom && ST_Expand(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :deg)
+              AND ST_DWithin(k.geom::geography,
+                             ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :radius)
+            ORDER BY ST_Distance(k.geom::geography,
+                                 ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography), k.id
+            """
+        ),
+        {
+            "id": case.id,
+            "cat": case.category,
+            "closed": list(OPEN_EXCLUDED),
+            "at": case.reported_at,
+            "window": window_days * 86_400.0,
+            "lon": case.lon,
+            "lat": case.lat,
+            "deg": degrees * 1.01,
+            "radius": radius_m,
+        },
+    ).all()
+    return [_assignment(r) for r in rows]
+
+
+def _where_is(
+    connection: Connection, report: CaseReport, settings: CaseSettings
+) -> tuple[float, float, str, AddressMatch | None]:
+    has_coords = report.lon not in (None, "") or report.lat not in (None, "")
+    if has_coords:
+        system = parse_crs(report.crs)
+        lon, lat = to_wgs84(report.lon, report.lat, system)  # type: ignore[arg-type]
+        return float(lon), float(lat), system.value, None
+    if report.address is None:
+        msg = "give lon/lat (with crs) or an address"
+        raise InputError("location", msg)
+    match = resolve_address(connection, report.address)
+    return match.lon, match.lat, CoordinateSystem.WGS84.value, match
+
+
+def report_case(
+    connection: Connection,
+    report: CaseReport,
+    *,
+    settings: CaseSettings | None = None,
+) -> ReportedCase:
+    """Store one reported case with its assignment; answer possible duplicates.
+
+    Parameters
+    ----------
+    connection
+        A connection inside a transaction (the caller commits).
+    report
+        Category (small-class code), location by ``lon``/``lat`` in ``crs`` (degrees) or by
+        ``address``, description, photo URLs, reporter contact, optional ``external_id``.
+    settings
+        Confirmation distance, duplicate radius (metres) and window (days).
+
+    Returns
+    -------
+    ReportedCase
+        ``created`` is False when a case with the same ``external_id`` exists: that case is
+        answered unchanged, nothing is stored.
+
+    Raises
+    ------
+    gis.errors.InputError
+        Field ``category`` (unknown code), ``lon``/``lat`` (non-numeric, NaN, out of range or
+        swapped), ``crs``, ``address`` (empty, unknown: with suggestions, ambiguous: with
+        candidates) or ``location`` (neither coordinates nor address).
+    """
+    config = _settings(settings)
+    category = _check_category(report.category)
+    external_id = (report.external_id or "").strip() or None
+    if external_id is not None:
+        existing = connection.execute(
+            text("SELECT id FROM cases WHERE external_id = :e"), {"e": external_id}
+        ).scalar()
+        if existing is not None:
+            return ReportedCase(get_case(connection, int(existing)), False, [])
+    lon, lat, crs, match = _where_is(connection, report, config)
+    where = locate(
+        connection,
+        lon,
+        lat,
+        near_boundary_m=config.near_boundary_m,
+        search_m=config.stairwell_search_m,
+    )
+    stairwell = (
+        match.stairwell_id
+        if match is not None
+        else (where.stairwell.id if where.stairwell is not None else None)
+    )
+    params = {
+        "ext": external_id,
+        "cat": category,
+        "lon": where.lon,
+        "lat": where.lat,
+        "description": report.description,
+        "grid": None if where.grid is None else where.grid.id,
+        "worker": None if where.grid is None else where.grid.worker_id,
+        "community": None if where.community is None else where.community.id,
+        "subdistrict": None if where.subdistrict is None else where.subdistrict.id,
+        "stairwell": stairwell,
+        "inside": where.inside_managed_area,
+        "near_code": None if where.near_boundary is None else where.near_boundary.code,
+        "near_m": None if where.near_boundary is None else where.near_boundary.distance_m,
+        "routed": "grid" if where.inside_managed_area else "subdistrict",
+        "address": None if match is None else report.address,
+        "crs": crs,
+        "photos": json.dumps([str(u) for u in report.photo_urls]),
+        "rname": report.reporter_name,
+        "rphone": report.reporter_phone,
+    }
+    case_id = connection.execute(_INSERT_ONE, params).scalar()
+    if case_id is None:
+        # Another request stored the same external id meanwhile: answer that case.
+        existing = connection.execute(
+            text("SELECT id FROM cases WHERE external_id = :e"), {"e": external_id}
+        ).scalar_one()
+        return ReportedCase(get_case(connection, int(existing)), False, [])
+    case = get_case(connection, int(case_id))
+    duplicates = possible_duplicates(
+        connection,
+        case,
+        radius_m=config.duplicate_radius_m,
+        window_days=config.duplicate_window_days,
+    )
+    return ReportedCase(case, True, duplicates)
+
+
+_INSERT_ONE = text(
+    """
+    INSERT INTO cases (external_id, category_code, geom, description, grid_id, worker_id,
+                       community_id, subdistrict_id, stairwell_id, inside_managed_area,
+                       near_grid_code, near_boundary_m, routed_to, address, input_crs,
+                       photo_urls, reporter_name, reporter_phone)
+    VALUES (:ext, :cat, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :description, :grid,
+            :worker, :community, :subdistrict, :stairwell, :inside, :near_code, :near_m,
+            :routed, :address, :crs, CAST(:photos AS jsonb), :rname, :rphone)
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def move_pin(
+    connection: Connection,
+    case_id: int,
+    lon: float | str,
+    lat: float | str,
+    *,
+    reason: str,
+    actor: str,
+    crs: CoordinateSystem | str = CoordinateSystem.WGS84,
+    settings: CaseSettings | None = None,
+) -> CaseAssignment:
+    """Move a case's pin: re-assign it with the current grids and record who, when and why.
+
+    Parameters
+    ----------
+    connection
+        A connection inside a transaction (the caller commits).
+    case_id
+        The case.
+    lon, lat
+        The new point in ``crs`` (degrees).
+    reason
+        Why the pin moves (mandatory, kept in ``case_location_change``).
+    actor
+        Who moves it.
+
+    Returns
+    -------
+    CaseAssignment
+        The case with its new assignment.
+
+    Raises
+    ------
+    gis.errors.InputError
+        Field ``reason`` when empty, ``actor`` when empty, plus the coordinate errors of
+        :func:`gis.locate.locate`.
+    gis.errors.NotFoundError
+        When the case does not exist.
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        msg = "a pin move needs a reason"
+        raise InputError("reason", msg)
+    if not actor or not actor.strip():
+        msg = "a pin move needs the name of who moves it"
+        raise InputError("actor", msg)
+    config = _settings(settings)
+    old = connection.execute(
+        text("SELECT id, grid_id FROM cases WHERE id = :id FOR UPDATE"), {"id": case_id}
+    ).first()
+    if old is None:
+        msg = f"no case {case_id}"
+        raise NotFoundError(msg)
+    where = locate(
+        connection,
+        lon,
+        lat,
+        crs=crs,
+        near_boundary_m=config.near_boundary_m,
+        search_m=config.stairwell_search_m,
+    )
+    params = {
+        "id": case_id,
+        "lon": where.lon,
+        "lat": where.lat,
+        "grid": None if where.grid is None else where.grid.id,
+        "worker": None if where.grid is None else where.grid.worker_id,
+        "community": None if where.community is None else where.community.id,
+        "subdistrict": None if where.subdistrict is None else where.subdistrict.id,
+        "stairwell": None if where.stairwell is None else where.stairwell.id,
+        "inside": where.inside_managed_area,
+        "near_code": None if where.near_boundary is None else where.near_boundary.code,
+        "near_m": None if where.near_boundary is None else where.near_boundary.distance_m,
+        "routed": "grid" if where.inside_managed_area else "subdistrict",
+        "crs": parse_crs(crs).value,
+        "actor": actor.strip(),
+        "reason": reason.strip(),
+    }
+    connection.execute(
+        text(
+            """
+            INSERT INTO case_location_change (case_id, actor, at, reason, old_geom, new_geom,
+                                              old_grid_id, new_grid_id)
+            SELECT k.id, :actor, clock_timestamp(), :reason, k.geom,
+                   ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), k.grid_id, :grid
+            FROM cases k WHERE k.id = :id
+            """
+        ),
+        params,
+    )
+    connection.execute(
+        text(
+            """
+            UPDATE cases SET geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), grid_id = :grid,
+                   worker_id = :worker, community_id = :community, subdistrict_id = :subdistrict,
+                   stairwell_id = :stairwell, inside_managed_area = :inside,
+                   near_grid_code = :near_code, near_boundary_m = :near_m, routed_to = :routed,
+                   input_crs = :crs, version = version + 1
+            WHERE id = :id
+            """
+        ),
+        params,
+    )
+    return get_case(connection, case_id)
+
+
+# -- listing ---------------------------------------------------------------------------------
+
+
+_LIST = text(
+    """
+    WITH page AS (
+        SELECT k.*, g.code AS grid_code_, c.code AS community_code_
+        FROM cases k
+        LEFT JOIN grid g ON g.id = k.grid_id
+        LEFT JOIN community c ON c.id = k.community_id
+        WHERE (CAST(:minlon AS float8) IS NULL
+               OR k.geom && ST_MakeEnvelope(:minlon, :minlat, :maxlon, :maxlat, 4326))
+          AND (CAST(:grid AS text) IS NULL OR g.code = :grid)
+          AND (CAST(:community AS text) IS NULL OR c.code = :community)
+          AND (CAST(:category AS text) IS NULL OR k.category_code = :category)
+          AND (CAST(:status AS text) IS NULL OR k.status = :status)
+          AND (CAST(:since AS timestamptz) IS NULL OR k.reported_at >= :since)
+          AND (CAST(:until AS timestamptz) IS NULL OR k.reported_at < :until)
+        ORDER BY k.id
+        LIMIT :limit_plus OFFSET :offset
+    )
+    SELECT json_build_object(
+        'type', 'FeatureCollection',
+        'features', coalesce(json_agg(json_build_object(
+            'type', 'Feature', 'id', k.id,
+            'geometry', ST_AsGeoJSON(k.geom, 7)::json,
+            'properties', json_build_object(
+                'external_id', k.external_id, 'category', k.category_code, 'status', k.status,
+                'reported_at', k.reported_at, 'grid_code', k.grid_code_,
+                'community_code', k.community_code_,
+                'worker_id', k.worker_id, 'stairwell_id', k.stairwell_id,
+                'inside_managed_area', k.inside_managed_area, 'near_grid_code', k.near_grid_code,
+                'near_boundary_m', k.near_boundary_m, 'routed_to', k.routed_to,
+                'description', k.description, 'deadline', k.deadline
+            )
+        ) ORDER BY k.id) FILTER (WHERE k.rn <= :limit), '[]'::json),
+        'numberReturned', count(*) FILTER (WHERE k.rn <= :limit),
+        'truncated', count(*) > :limit,
+        'offset', CAST(:offset AS integer),
+        'limit', CAST(:limit AS integer)
+    )::text
+    FROM (SELECT p.*, row_number() OVER (ORDER BY p.id) AS rn FROM page p) k
+    """
+)
+
+
+def _aware(value: datetime | None, field_name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        msg = "must carry a time zone (e.g. 2026-11-01T00:00:00+08:00)"
+        raise InputError(field_name, msg)
+    return value
+
+
+def list_cases(
+    connection: Connection,
+    *,
+    bbox: BBox | str | None = None,
+    grid: str | None = None,
+    community: str | None = None,
+    category: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    max_limit: int = 10_000,
+) -> str:
+    """Return cases as a GeoJSON FeatureCollection (a JSON string), ordered by id, paged.
+
+    Reporter name and phone are never part of the output. ``since`` is inclusive, ``until``
+    exclusive, both on ``reported_at``. The collection carries ``numberReturned``, ``offset``,
+    ``limit`` and ``truncated`` (more cases match after this page).
+
+    Raises
+    ------
+    gis.errors.InputError
+        Field ``bbox`` (malformed), ``category`` (unknown code), ``status`` (unknown state),
+        ``since``/``until`` (naive or since after until), ``limit``/``offset`` (out of range).
+    """
+    box = parse_bbox(bbox) if isinstance(bbox, str) else bbox
+    if category is not None:
+        _check_category(category)
+    if status is not None and status not in CASE_STATES:
+        msg = f"unknown status {status!r}; expected one of {', '.join(CASE_STATES)}"
+        raise InputError("status", msg)
+    _aware(since, "since")
+    _aware(until, "until")
+    if since is not None and until is not None and since > until:
+        raise InputError("until", "must not be before since")
+    if not 1 <= limit <= max_limit:
+        raise InputError("limit", f"must be between 1 and {max_limit}, got {limit}")
+    if offset < 0:
+        raise InputError("offset", f"must be >= 0, got {offset}")
+    params: dict[str, Any] = {
+        "minlon": None if box is None else box.minlon,
+        "minlat": None if box is None else box.minlat,
+        "maxlon": None if box is None else box.maxlon,
+        "maxlat": None if box is None else box.maxlat,
+        "grid": grid,
+        "community": community,
+        "category": category,
+        "status": status,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "limit_plus": limit + 1,
+        "offset": offset,
+    }
+    return str(connection.execute(_LIST, params).scalar_one())
+
+
+# -- batch -----------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "external_id",
+    "category",
+    "lon",
+    "lat",
+    "crs",
+    "address",
+    "description",
+    "reported_at",
+    "photo_urls",
+    "reporter_name",
+    "reporter_phone",
+)
+_STAGE_COLUMNS = (
+    "row_no",
+    "external_id",
+    "category_code",
+    "lon",
+    "lat",
+    "description",
+    "reported_at",
+    "grid_id",
+    "worker_id",
+    "community_id",
+    "subdistrict_id",
+    "stairwell_id",
+    "inside_managed_area",
+    "near_grid_code",
+    "near_boundary_m",
+    "routed_to",
+    "address",
+    "input_crs",
+    "photo_urls",
+    "reporter_name",
+    "reporter_phone",
+)
+_CREATE_STAGE = text(
+    """
+    CREATE TEMP TABLE IF NOT EXISTS case_stage (
+        row_no integer, external_id text, category_code text, lon float8, lat float8,
+        description text, reported_at timestamptz, grid_id integer, worker_id integer,
+        community_id integer, subdistrict_id integer, stairwell_id integer,
+        inside_managed_area boolean, near_grid_code text, near_boundary_m float8,
+        routed_to text, address text, input_crs text, photo_urls jsonb, reporter_name text,
+        reporter_phone text
+    )
+    """
+)
+_STORE_STAGE = text(
+    """
+    INSERT INTO cases (external_id, category_code, geom, description, reported_at, grid_id,
+                       worker_id, community_id, subdistrict_id, stairwell_id,
+                       inside_managed_area, near_grid_code, near_boundary_m, routed_to, address,
+                       input_crs, photo_urls, reporter_name, reporter_phone)
+    SELECT external_id, category_code, ST_SetSRID(ST_MakePoint(lon, lat), 4326), description,
+           coalesce(reported_at, now()), grid_id, worker_id, community_id, subdistrict_id,
+           stairwell_id, inside_managed_area, near_grid_code, near_boundary_m, routed_to,
+           address, input_crs, photo_urls, reporter_name, reporter_phone
+    FROM case_stage ORDER BY row_no
+    ON CONFLICT (external_id) DO NOTHING
+    """
+)
+
+
+def _read_table(source: Path | bytes, fmt: str) -> tuple[pd.DataFrame, int]:
+    """Read rows as strings; return the frame and the row number of its first row."""
+    if fmt == "csv":
+        handle = io.BytesIO(source) if isinstance(source, bytes) else source
+        try:
+            frame = pd.read_csv(
+                handle,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                encoding="utf-8-sig",
+                engine="c",
+            )
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise InputError("file", f"not a readable UTF-8 CSV: {exc}") from None
+        frame.columns = [str(c).strip().lower() for c in frame.columns]
+        if "category_code" in frame.columns and "category" not in frame.columns:
+            frame = frame.rename(columns={"category_code": "category"})
+        return frame, 2
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("file", f"not readable GeoJSON: {exc}") from None
+    features = document.get("features") if isinstance(document, dict) else None
+    if not isinstance(features, list):
+        raise InputError("file", "expected a GeoJSON FeatureCollection")
+    records: list[dict[str, str]] = []
+    for feature in features:
+        props = (feature or {}).get("properties") or {}
+        geometry = (feature or {}).get("geometry") or {}
+        record = {k: "" if props.get(k) is None else str(props.get(k)) for k in _COLUMNS}
+        if not record["category"] and props.get("category_code") is not None:
+            record["category"] = str(props["category_code"])
+        coords = geometry.get("coordinates") if geometry.get("type") == "Point" else None
+        if isinstance(coords, list) and len(coords) >= 2:
+            record["lon"], record["lat"] = str(coords[0]), str(coords[1])
+        elif geometry:
+            record["lon"] = record["lat"] = "not a Point"
+        if not record["crs"]:
+            record["crs"] = str(document.get("crs_name", "") or "")
+        records.append(record)
+    return pd.DataFrame.from_records(records, columns=list(_COLUMNS)), 1
+
+
+class _Rejector:
+    """Collects the first reason each row is rejected."""
+
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, dtype=bool)
+        self.reasons: dict[int, tuple[str, str]] = {}
+
+    def reject(
+        self, mask: npt.NDArray[np.bool_], field_name: str, reason: Callable[[int], str]
+    ) -> None:
+        for i in np.flatnonzero(mask & ~self.bad):
+            self.reasons[int(i)] = (field_name, reason(int(i)))
+        self.bad |= mask
+
+
+@dataclass
+class _Cells:
+    index: CellIndex | None
+    grid_id: npt.NDArray[np.int64]
+    worker_id: npt.NDArray[np.float64]
+    community_id: npt.NDArray[np.float64]
+    subdistrict_id: npt.NDArray[np.float64]
+    codes: npt.NDArray[Any]
+
+
+def _load_cells(connection: Connection, as_of: datetime | None) -> _Cells:
+    rows = connection.execute(
+        text(
+            """
+            SELECT g.id, g.code, ST_AsBinary(g.geom) AS wkb, g.worker_id, g.community_id,
+                   c.subdistrict_id
+            FROM grid g LEFT JOIN community c ON c.id = g.community_id
+            WHERE g.kind = 'service'
+              AND g.valid_from <= coalesce(CAST(:t AS timestamptz), now())
+              AND (g.valid_to IS NULL OR g.valid_to > coalesce(CAST(:t AS timestamptz), now()))
+            ORDER BY g.code, g.id
+            """
+        ),
+        {"t": as_of},
+    ).all()
+    # Equal codes (a cell valid twice) cannot happen among current cells of one kind.
+    geoms = shapely.from_wkb([bytes(r.wkb) for r in rows]) if rows else np.array([])
+
+    def ids(values: list[Any]) -> npt.NDArray[np.float64]:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+    return _Cells(
+        index=CellIndex(geoms, [str(r.code) for r in rows]) if rows else None,
+        grid_id=np.array([int(r.id) for r in rows], dtype=np.int64),
+        worker_id=ids([r.worker_id for r in rows]),
+        community_id=ids([r.community_id for r in rows]),
+        subdistrict_id=ids([r.subdistrict_id for r in rows]),
+        codes=np.array([str(r.code) for r in rows], dtype=object),
+    )
+
+
+def _places(
+    connection: Connection, table: str
+) -> tuple[CellIndex | None, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Index of the polygons of ``community`` or ``subdistrict`` (whitelisted names)."""
+    statement = {
+        "community": "SELECT id, code, subdistrict_id AS parent, ST_AsBinary(geom) AS wkb"
+        " FROM community WHERE geom IS NOT NULL ORDER BY code",
+        "subdistrict": "SELECT id, code, NULL AS parent, ST_AsBinary(geom) AS wkb"
+        " FROM subdistrict WHERE geom IS NOT NULL ORDER BY code",
+    }[table]
+    rows = connection.execute(text(statement)).all()
+    if not rows:
+        return None, np.array([]), np.array([])
+    index = CellIndex(shapely.from_wkb([bytes(r.wkb) for r in rows]), [str(r.code) for r in rows])
+    return (
+        index,
+        np.array([float(r.id) for r in rows]),
+        np.array([np.nan if r.parent is None else float(r.parent) for r in rows]),
+    )
+
+
+def _nearest_stairwells(
+    connection: Connection,
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+    search_m: float,
+) -> npt.NDArray[np.float64]:
+    """Id of the nearest stairwell within ``search_m`` metres of each point (NaN when none)."""
+    result = np.full(lon.shape, np.nan)
+    if lon.size == 0:
+        return result
+    rows = connection.execute(
+        text(
+            "SELECT id, ST_X(entrance) AS x, ST_Y(entrance) AS y FROM stairwell"
+            " WHERE entrance && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
+        ),
+        {
+            "x0": float(lon.min()) - 0.02,
+            "y0": float(lat.min()) - 0.02,
+            "x1": float(lon.max()) + 0.02,
+            "y1": float(lat.max()) + 0.02,
+        },
+    ).all()
+    if not rows:
+        return result
+    epsg = utm_epsg(float(np.median(lon)), float(np.median(lat)))
+    to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
+    sx, sy = to_utm.transform(
+        np.array([r.x for r in rows], dtype=np.float64), np.array([r.y for r in rows])
+    )
+    px, py = to_utm.transform(lon, lat)
+    tree = cKDTree(np.column_stack([sx, sy]))
+    distance, which = tree.query(np.column_stack([px, py]), distance_upper_bound=search_m)
+    ids = np.array([float(r.id) for r in rows] + [np.nan])
+    found = np.isfinite(distance)
+    result[found] = ids[which[found]]
+    return result
+
+
+def _external_ids(frame: pd.DataFrame) -> pd.Series:
+    given = frame["external_id"].str.strip() if "external_id" in frame else None
+    content = (
+        frame.reindex(
+            columns=["category", "lon", "lat", "crs", "address", "description", "reported_at"]
+        )
+        .fillna("")
+        .astype(str)
+        .agg("\x1f".join, axis=1)
+    )
+    derived = "row:" + content.map(lambda s: hashlib.sha256(s.encode()).hexdigest())
+    if given is None:
+        return derived
+    return given.where(given != "", derived)
+
+
+def import_cases_batch(
+    connection: Connection,
+    source: Path | str | bytes,
+    *,
+    fmt: str | None = None,
+    crs: CoordinateSystem | str = CoordinateSystem.WGS84,
+    settings: CaseSettings | None = None,
+    errors_path: Path | str | None = None,
+    progress: ProgressCallback | None = None,
+    as_of: datetime | None = None,
+) -> BatchReport:
+    """Import many cases: validate and assign in memory, store in committed chunks.
+
+    Parameters
+    ----------
+    connection
+        A connection. Outside a transaction every chunk commits on its own; inside one (the
+        caller's), every chunk is a savepoint of it.
+    source
+        A CSV or GeoJSON file path, or its bytes. CSV columns: ``category`` (or
+        ``category_code``) and ``lon``, ``lat`` (degrees, optional ``crs`` per row) or
+        ``address``; optional ``external_id``, ``description``, ``reported_at`` (ISO 8601; no
+        offset means UTC), ``photo_urls`` (separated by ``|``), ``reporter_name``,
+        ``reporter_phone``. GeoJSON: Point features with these properties.
+    fmt
+        ``"csv"`` or ``"geojson"``; default from the file suffix (bytes: sniffed).
+    crs
+        Coordinate system of rows without a ``crs`` value.
+    settings
+        Chunk size, limits (``batch_max_rows``, ``batch_max_bytes``), distances.
+    errors_path
+        Where to write the rejected rows (CSV: row, field, reason).
+    progress
+        Called as ``progress(stage, done, total)``.
+    as_of
+        Which grid cells apply (default now).
+
+    Returns
+    -------
+    BatchReport
+        Rows read, stored, already stored (same external id), rejected rows.
+
+    Raises
+    ------
+    BatchTooLargeError
+        Over ``batch_max_bytes`` or ``batch_max_rows`` (nothing stored).
+    gis.errors.InputError
+        Field ``file`` when it cannot be read, ``columns`` when ``category`` or a location
+        column is missing, ``crs`` for an unknown default system.
+    """
+    # Decided before any query of ours begins a transaction implicitly.
+    outer = connection.in_transaction()
+    config = _settings(settings)
+    default_crs = parse_crs(crs).value
+    size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    if size > config.batch_max_bytes:
+        msg = f"{size:,} bytes exceed the batch limit of {config.batch_max_bytes:,} bytes"
+        raise BatchTooLargeError(msg, config.batch_max_bytes)
+    if fmt is None:
+        if isinstance(source, bytes):
+            fmt = "geojson" if source.lstrip()[:1] == b"{" else "csv"
+        else:
+            fmt = "geojson" if Path(source).suffix.lower() in (".geojson", ".json") else "csv"
+    if fmt not in ("csv", "geojson"):
+        raise InputError("format", f"unknown format {fmt!r}; expected csv or geojson")
+    tell = progress or (lambda stage, done, total: None)
+    frame, first_row = _read_table(source if isinstance(source, bytes) else Path(source), fmt)
+    n = len(frame)
+    if n > config.batch_max_rows:
+        msg = f"{n:,} rows exceed the batch limit of {config.batch_max_rows:,} rows"
+        raise BatchTooLargeError(msg, config.batch_max_rows)
+    if "category" not in frame:
+        raise InputError("columns", "missing category")
+    if not ({"lon", "lat"} <= set(frame.columns) or "address" in frame):
+        raise InputError("columns", "missing lon/lat or address")
+    frame = frame.reindex(columns=list(_COLUMNS), fill_value="")
+    tell("validating", 0, n)
+    rows = np.arange(n) + first_row
+    rej = _Rejector(n)
+    strip = {c: frame[c].astype(str).str.strip() for c in _COLUMNS}
+
+    # Category
+    known = list(default_categories())
+    bad_cat = ~strip["category"].isin(known).to_numpy()
+    rej.reject(bad_cat, "category", lambda i: f"unknown category {strip['category'].iat[i]!r}")
+
+    # Location: coordinates (in their crs) or an address
+    has_lon = (strip["lon"] != "").to_numpy()
+    has_lat = (strip["lat"] != "").to_numpy()
+    has_address = (strip["address"] != "").to_numpy()
+    coords = has_lon | has_lat
+    rej.reject(~coords & ~has_address, "location", lambda i: "give lon/lat or an address")
+    lon = pd.to_numeric(strip["lon"], errors="coerce").to_numpy(dtype=np.float64)
+    lat = pd.to_numeric(strip["lat"], errors="coerce").to_numpy(dtype=np.float64)
+    rej.reject(
+        coords & ~np.isfinite(lon), "lon", lambda i: f"not a finite number: {strip['lon'].iat[i]!r}"
+    )
+    rej.reject(
+        coords & ~np.isfinite(lat), "lat", lambda i: f"not a finite number: {strip['lat'].iat[i]!r}"
+    )
+    with np.errstate(invalid="ignore"):
+        rej.reject(
+            coords & (np.abs(lon) > 180), "lon", lambda i: "longitude must be within [-180, 180]"
+        )
+        rej.reject(
+            coords & (np.abs(lat) > 90), "lat", lambda i: "latitude must be within [-90, 90]"
+        )
+    crs_text = strip["crs"].str.lower().where(strip["crs"] != "", default_crs)
+    bad_crs = coords & ~crs_text.isin(CRS_NAMES).to_numpy()
+    rej.reject(
+        bad_crs,
+        "crs",
+        lambda i: f"unknown coordinate system {strip['crs'].iat[i]!r}; expected one of {CRS_LIST}",
+    )
+    wlon = np.full(n, np.nan)
+    wlat = np.full(n, np.nan)
+    crs_values = crs_text.to_numpy(dtype=object)
+    for name in CRS_NAMES:
+        sel = np.flatnonzero(coords & ~rej.bad & (crs_values == name))
+        if sel.size:
+            wlon[sel], wlat[sel] = to_wgs84(lon[sel], lat[sel], name)
+
+    # Addresses (rows without coordinates)
+    stairwell = np.full(n, np.nan)
+    address_rows = np.flatnonzero(~coords & has_address & ~rej.bad)
+    if address_rows.size:
+        numbers = []
+        for i in address_rows:
+            with contextlib.suppress(InputError):
+                numbers.append(parse_address(strip["address"].iat[int(i)]).building)
+        book = AddressBook.load(connection, numbers=numbers)
+        failed = np.zeros(n, dtype=bool)
+        reasons: dict[int, str] = {}
+        for i in address_rows:
+            try:
+                match = book.resolve(strip["address"].iat[int(i)])
+            except InputError as exc:
+                failed[i] = True
+                reasons[int(i)] = exc.message
+                continue
+            wlon[i], wlat[i] = match.lon, match.lat
+            if match.stairwell_id is not None:
+                stairwell[i] = match.stairwell_id
+        rej.reject(failed, "address", lambda i: reasons[i])
+        crs_values[address_rows] = CoordinateSystem.WGS84.value
+
+    # Reported at
+    stamps = pd.to_datetime(
+        strip["reported_at"].where(strip["reported_at"] != ""),
+        format="ISO8601",
+        errors="coerce",
+        utc=True,
+    )
+    bad_time = (strip["reported_at"] != "").to_numpy() & stamps.isna().to_numpy()
+    rej.reject(
+        bad_time, "reported_at", lambda i: f"not an ISO 8601 time: {strip['reported_at'].iat[i]!r}"
+    )
+
+    # External ids: repeated ids inside the file are rejected after their first row.
+    external = _external_ids(frame.assign(**{c: strip[c] for c in _COLUMNS}))
+    repeated = external.duplicated(keep="first").to_numpy()
+    first_of = dict(zip(external[~repeated].to_numpy(), rows[~repeated], strict=True))
+    rej.reject(repeated, "external_id", lambda i: f"repeats row {first_of[external.iat[i]]}")
+
+    # Assignment
+    tell("assigning", 0, n)
+    cells = _load_cells(connection, as_of)
+    ok = np.flatnonzero(~rej.bad)
+    cell = np.full(n, -1, dtype=np.int64)
+    near_code = np.full(n, None, dtype=object)
+    near_m = np.full(n, np.nan)
+    if cells.index is not None and ok.size:
+        cell[ok] = cells.index.assign(wlon[ok], wlat[ok])
+        # Swapped lon/lat: outside as given, inside when swapped (coordinate rows only).
+        outside = ok[(cell[ok] < 0) & coords[ok] & (np.abs(lon[ok]) <= 90)]
+        if outside.size:
+            swapped = np.full(outside.size, -1, dtype=np.int64)
+            for name in CRS_NAMES:
+                sel = np.flatnonzero(crs_values[outside] == name)
+                if sel.size:
+                    sx, sy = to_wgs84(lat[outside[sel]], lon[outside[sel]], name)
+                    swapped[sel] = cells.index.assign(sx, sy)
+            mask = np.zeros(n, dtype=bool)
+            mask[outside[swapped >= 0]] = True
+            rej.reject(
+                mask,
+                "lat",
+                lambda i: (
+                    "outside every grid but inside one when swapped:"
+                    " longitude and latitude look swapped"
+                ),
+            )
+        ok = np.flatnonzero(~rej.bad)
+        near = cells.index.near_boundary(
+            wlon[ok], wlat[ok], cell[ok], threshold_m=config.near_boundary_m
+        )
+        flagged = near.other >= 0
+        near_code[ok[flagged]] = cells.codes[near.other[flagged]]
+        near_m[ok[flagged]] = near.distance_m[flagged]
+    ok = np.flatnonzero(~rej.bad)
+    inside = cell >= 0
+    grid_id = np.full(n, np.nan)
+    worker_id = np.full(n, np.nan)
+    community_id = np.full(n, np.nan)
+    subdistrict_id = np.full(n, np.nan)
+    hit = ok[inside[ok]]
+    grid_id[hit] = cells.grid_id[cell[hit]]
+    worker_id[hit] = cells.worker_id[cell[hit]]
+    community_id[hit] = cells.community_id[cell[hit]]
+    subdistrict_id[hit] = cells.subdistrict_id[cell[hit]]
+    # Outside every cell (or a cell without community): the covering community/subdistrict.
+    loose = ok[np.isnan(community_id[ok])]
+    if loose.size:
+        index, ids, parents = _places(connection, "community")
+        if index is not None:
+            at = index.assign(wlon[loose], wlat[loose])
+            found = at >= 0
+            community_id[loose[found]] = ids[at[found]]
+            subdistrict_id[loose[found]] = np.where(
+                np.isnan(subdistrict_id[loose[found]]),
+                parents[at[found]],
+                subdistrict_id[loose[found]],
+            )
+    loose = ok[np.isnan(subdistrict_id[ok])]
+    if loose.size:
+        index, ids, _ = _places(connection, "subdistrict")
+        if index is not None:
+            at = index.assign(wlon[loose], wlat[loose])
+            found = at >= 0
+            subdistrict_id[loose[found]] = ids[at[found]]
+    need = ok[np.isnan(stairwell[ok])]
+    stairwell[need] = _nearest_stairwells(
+        connection, wlon[need], wlat[need], config.stairwell_search_m
+    )
+
+    report = BatchReport(rows=n)
+    report.rejected = [Rejected(int(rows[i]), f, r) for i, (f, r) in sorted(rej.reasons.items())]
+    if errors_path is not None:
+        _write_errors(Path(errors_path), report.rejected)
+
+    # Storage, chunk by chunk.
+    ok = np.flatnonzero(~rej.bad)
+    stage = pd.DataFrame(
+        {
+            "row_no": rows[ok],
+            "external_id": external.to_numpy()[ok],
+            "category_code": strip["category"].to_numpy()[ok],
+            "lon": wlon[ok],
+            "lat": wlat[ok],
+            "description": strip["description"].to_numpy()[ok],
+            "reported_at": stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").to_numpy()[ok],
+            "grid_id": pd.array(grid_id[ok], dtype="Int64"),
+            "worker_id": pd.array(worker_id[ok], dtype="Int64"),
+            "community_id": pd.array(community_id[ok], dtype="Int64"),
+            "subdistrict_id": pd.array(subdistrict_id[ok], dtype="Int64"),
+            "stairwell_id": pd.array(stairwell[ok], dtype="Int64"),
+            "inside_managed_area": np.where(inside[ok], "t", "f"),
+            "near_grid_code": near_code[ok],
+            "near_boundary_m": near_m[ok],
+            "routed_to": np.where(inside[ok], "grid", "subdistrict"),
+            "address": np.where(coords[ok], "", strip["address"].to_numpy()[ok]),
+            "input_crs": crs_values[ok],
+            "photo_urls": _photo_json(strip["photo_urls"].to_numpy()[ok]),
+            "reporter_name": strip["reporter_name"].to_numpy()[ok],
+            "reporter_phone": strip["reporter_phone"].to_numpy()[ok],
+        },
+        columns=list(_STAGE_COLUMNS),
+    )
+    if connection.in_transaction() and not outer:
+        connection.commit()  # end the reading transaction begun implicitly above
+    chunk = config.batch_chunk_rows
+    total = len(stage)
+    tell("storing", 0, total)
+    for start in range(0, total, chunk):
+        part = stage.iloc[start : start + chunk]
+        transaction = connection.begin_nested() if outer else connection.begin()
+        with transaction:
+            inserted = _store_chunk(connection, part)
+        report.stored += inserted
+        report.already_stored += len(part) - inserted
+        report.chunks += 1
+        tell("storing", min(start + chunk, total), total)
+    return report
+
+
+def _photo_json(values: npt.NDArray[Any]) -> list[str]:
+    out = []
+    for value in values:
+        urls = [u.strip() for u in str(value).split("|") if u.strip()]
+        out.append(json.dumps(urls))
+    return out
+
+
+def _store_chunk(connection: Connection, part: pd.DataFrame) -> int:
+    connection.execute(_CREATE_STAGE)
+    connection.execute(text("TRUNCATE case_stage"))
+    buffer = io.StringIO()
+    part.to_csv(buffer, header=False, index=False, na_rep="")
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    columns = ", ".join(_STAGE_COLUMNS)  # fixed names, not input
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY case_stage ({columns}) FROM STDIN (FORMAT csv)") as copy,
+    ):
+        copy.write(buffer.getvalue())
+    result = connection.execute(_STORE_STAGE)
+    return int(result.rowcount)
+
+
+def _write_errors(path: Path, rejected: list[Rejected]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "field", "reason"])
+        for item in rejected:
+            writer.writerow([item.row, item.field, item.reason])
