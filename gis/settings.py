@@ -70,3 +70,22 @@ class CaseSettings(BaseSettings):
     batch_chunk_rows: int = Field(default=200_000, ge=1)
     batch_max_rows: int = Field(default=2_000_000, ge=1)
     batch_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+
+
+class GridSettings(BaseSettings):
+    """Defaults of grid generation and validation (DOMAIN §1; vary by city).
+
+    Service cells hold a few hundred households (typically 300-500); unit cells are the
+    10,000 m² "万米单元网格".
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WANGGE_GRID_", extra="ignore")
+
+    target_households: int = Field(default=400, ge=1)
+    target_area_m2: float = Field(default=10_000.0, gt=0)
+    # Accepted relative deviation from the target before a cell is split or merged.
+    size_tolerance: float = Field(default=0.25, ge=0, lt=1)
+    # Overlaps, gaps and building parts at or below this area are rounding noise (m²).
+    tolerance_m2: float = Field(default=1.0, ge=0)
+    # Smallest derived community (m²).
+    min_community_m2: float = Field(default=100_000.0, gt=0)

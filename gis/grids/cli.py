@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 
 from gis.db import database_url, make_engine, migrate, translate_errors
 from gis.errors import InputError, NotFoundError
-from gis.settings import DatabaseSettings
+from gis.settings import DatabaseSettings, GridSettings
 
 grids_app = typer.Typer(no_args_is_help=True, help="Grid cells: validate, import, generate, staff.")
 console = Console(stderr=True)
@@ -79,7 +79,9 @@ def validate(
     kind: KindOption = "service",
     community: Annotated[str | None, typer.Option(help="12-digit community code.")] = None,
     as_of: AsOfOption = None,
-    tolerance: Annotated[float, typer.Option(help="Area noise threshold, m².")] = 1.0,
+    tolerance: Annotated[
+        float | None, typer.Option(help="Area noise threshold, m² (WANGGE_GRID_TOLERANCE_M2).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check the grid layer; exit code 0 only when it is clean."""
@@ -91,7 +93,7 @@ def validate(
             kind=kind,
             community_id=_community_id(conn, community),
             as_of=_as_of(as_of),
-            tolerance_m2=tolerance,
+            tolerance_m2=GridSettings().tolerance_m2 if tolerance is None else tolerance,
         )
     _print_report(report, as_json=as_json)
     raise typer.Exit(0 if report.clean else 1)
@@ -140,9 +142,16 @@ def import_file(
 @grids_app.command("generate")
 def generate(
     kind: KindOption = "service",
-    target_households: Annotated[int, typer.Option(min=1, help="Service cells.")] = 400,
-    target_area: Annotated[float, typer.Option(min=1, help="Unit cells, m².")] = 10_000.0,
-    tolerance: Annotated[float, typer.Option(help="Relative size tolerance.")] = 0.25,
+    target_households: Annotated[
+        int | None,
+        typer.Option(min=1, help="Service cells (default 400; WANGGE_GRID_TARGET_HOUSEHOLDS)."),
+    ] = None,
+    target_area: Annotated[
+        float | None, typer.Option(min=1, help="Unit cells, m² (default 10,000).")
+    ] = None,
+    tolerance: Annotated[
+        float | None, typer.Option(help="Relative size tolerance (default 0.25).")
+    ] = None,
     community: Annotated[str | None, typer.Option(help="12-digit community code.")] = None,
     subdistrict: Annotated[str | None, typer.Option(help="9-digit subdistrict code.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute, store nothing.")] = False,
@@ -151,6 +160,7 @@ def generate(
     """Generate cells along streets and replace the current ones (codes kept where they match)."""
     from gis.grids.generate import communities_of, generate_grids
 
+    cfg = GridSettings()
     with _transaction() as conn:
         cid = _community_id(conn, community)
         ids = [cid] if cid is not None else communities_of(conn, subdistrict_code=subdistrict)
@@ -158,9 +168,9 @@ def generate(
             conn,
             community_ids=ids,
             kind=kind,
-            target_households=target_households,
-            target_area_m2=target_area,
-            tolerance=tolerance,
+            target_households=target_households or cfg.target_households,
+            target_area_m2=target_area or cfg.target_area_m2,
+            tolerance=cfg.size_tolerance if tolerance is None else tolerance,
             store=not dry_run,
         )
     rows = [
@@ -206,7 +216,9 @@ def communities(
 def derive(
     study_area: Annotated[Path, typer.Argument(exists=True, help="Polygon file of the area.")],
     subdistrict_code: Annotated[str, typer.Option(help="9-digit code to give the area.")],
-    min_area: Annotated[float, typer.Option(help="Smallest community, m².")] = 100_000.0,
+    min_area: Annotated[
+        float | None, typer.Option(help="Smallest community, m² (default 100,000).")
+    ] = None,
 ) -> None:
     """Cut a study area into derived communities along major roads."""
     from gis.grids.communities import derive_communities, read_study_area
@@ -216,7 +228,7 @@ def derive(
             conn,
             read_study_area(study_area),
             subdistrict_code=subdistrict_code,
-            min_area_m2=min_area,
+            min_area_m2=GridSettings().min_community_m2 if min_area is None else min_area,
         )
     console.print(f"{len(ids)} derived communities in subdistrict {subdistrict_code}")
 
