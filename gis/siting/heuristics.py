@@ -6,6 +6,8 @@ columns that may be opened, ``fixed`` the existing facilities that are always op
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -248,12 +250,14 @@ def cover_lagrangian_bound(
     k: int,
     lower: float,
     iterations: int = 400,
+    deadline: float | None = None,
 ) -> tuple[float, BoolArray, BoolArray, IntArray, float]:
     """Lagrangian upper bound of maximal covering, with column fixing.
 
     Relaxing ``y_g ≤ Σ_j a_gj x_j`` with multipliers ``μ_g ∈ [0, w_g]`` gives
     ``L(μ) = Σ_g (w_g − μ_g) + (sum of the k largest v_j)``, ``v = Aᵀμ``. Subgradient steps
     (Polyak, towards ``lower``, the value of a known answer). Every iterate is a valid bound.
+    Stops early at ``deadline`` (a ``time.perf_counter()`` value).
 
     Returns
     -------
@@ -273,7 +277,9 @@ def cover_lagrangian_bound(
     a = sp.csr_array(cover, dtype=np.float64)
     incumbent = np.empty(0, dtype=np.intp)
     a_t = sp.csr_array(a.T)
+    a_t.sort_indices()
     u = a.shape[1]
+    n_rows = a.shape[0]
     mu = weights * 0.5
     closed = np.zeros(u, dtype=bool)
     forced = np.zeros(u, dtype=bool)
@@ -299,9 +305,9 @@ def cover_lagrangian_bound(
             if stall >= 15:
                 theta /= 2.0
                 stall = 0
-        x = np.zeros(u)
-        x[top] = 1.0
-        hits = a @ x
+        hits = np.bincount(
+            np.concatenate([_rows(a_t, int(j)) for j in top]), minlength=n_rows
+        ).astype(np.float64)
         covered = float(weights[hits > 0].sum())
         if covered > lower:
             lower = covered
@@ -309,6 +315,8 @@ def cover_lagrangian_bound(
         grad = hits - (mu < weights)
         norm = float(grad @ grad)
         if norm == 0 or theta < 1e-4 or best - lower <= tol:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
             break
         mu = np.clip(mu - theta * (value - lower) / norm * grad, 0.0, weights)
     return best, closed, forced, incumbent, lower

@@ -433,8 +433,9 @@ class MaximalCovering(_CoverageModel):
             matrix, group_weight, allowed=np.ones(cols.size, dtype=bool), k=self.k
         )
         lower = float(group_weight[_covered_rows(matrix, chosen)].sum())
+        deadline = None if time_limit is None else started + time_limit
         bound, closed, forced, better, lower = heur.cover_lagrangian_bound(
-            matrix, group_weight, k=self.k, lower=lower
+            matrix, group_weight, k=self.k, lower=lower, deadline=deadline
         )
         if better.size:
             # The Lagrangian met a better answer; swaps polish it, and a second pass fixes
@@ -448,7 +449,7 @@ class MaximalCovering(_CoverageModel):
             )
             lower = float(group_weight[_covered_rows(matrix, chosen)].sum())
             bound2, closed2, forced2, better2, lower = heur.cover_lagrangian_bound(
-                matrix, group_weight, k=self.k, lower=lower
+                matrix, group_weight, k=self.k, lower=lower, deadline=deadline
             )
             if better2.size:
                 chosen = better2
@@ -477,13 +478,23 @@ class MaximalCovering(_CoverageModel):
         if free_pos.size <= k_rest:
             sites = cols[np.union1d(forced_pos, free_pos)]
             return self._answer(sites, SolveStatus.OPTIMAL, before, "mip", started)
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        if remaining is not None and remaining <= 0:
+            answer = self._answer(
+                cols[chosen], SolveStatus.TIME_LIMIT, before + bound, "mip", started
+            )
+            return self._with_status(answer, SolveStatus.TIME_LIMIT, answer.gap)
         problem = _cover_mip(sub, sub_weight, k=k_rest, required=None)
         start = _cover_start(sub, np.flatnonzero(np.isin(free_pos, chosen)))
-        outcome = solve_mip(problem, time_limit=time_limit, mip_gap=mip_gap, start=start)
+        outcome = solve_mip(problem, time_limit=remaining, mip_gap=mip_gap, start=start)
         picked = free_pos[np.flatnonzero(outcome.x[: free_pos.size] > 0.5)]
         sites = cols[np.union1d(forced_pos, picked)]
         answer = self._answer(
-            sites, SolveStatus.OPTIMAL, before + constant + outcome.bound, "mip", started
+            sites,
+            SolveStatus.OPTIMAL,
+            before + min(bound, constant + outcome.bound),
+            "mip",
+            started,
         )
         gap = relative_gap(answer.objective, answer.bound)
         return self._with_status(answer, _status(outcome, gap), gap)
