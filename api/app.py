@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from api.deps import get_principal
 from api.errors import add_exception_handlers
-from api.routers import health, layers, maps
+from api.routers import cases, health, layers, locate, maps
 from gis.db import database_url, make_engine
 from gis.settings import ApiSettings, DatabaseSettings
 
@@ -70,7 +70,7 @@ def create_app(settings: AppSettings | None = None, *, engine: Engine | None = N
     )
     app.state.settings = config
     add_exception_handlers(app)
-    for module in (health, layers, maps):
+    for module in (health, layers, maps, locate, cases):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -133,7 +133,7 @@ def test_external_id_repeated_in_the_file_is_rejected_after_its_first_row(
     ]
 
 
-class Crash(RuntimeError):
+class SimulatedCrashError(RuntimeError):
     pass
 
 
@@ -145,9 +145,9 @@ def test_crash_after_a_chunk_keeps_whole_chunks_and_a_rerun_completes(
 
     def crash(stage: str, done: int, total: int) -> None:
         if stage == "storing" and done == 3:
-            raise Crash
+            raise SimulatedCrashError
 
-    with pytest.raises(Crash):
+    with pytest.raises(SimulatedCrashError):
         import_cases_batch(connection, body, settings=settings, progress=crash)
     assert count(connection, "h") == 3
     rerun = import_cases_batch(connection, body, settings=settings)
