@@ -167,7 +167,12 @@ def import_osm(
         raise typer.Exit(2) from exc
     rejected = 0
     for layers, summary in zip(read, summaries, strict=True):
-        console.print(f"{layers.path}: {json.dumps(summary, ensure_ascii=False)}")
+        stored = ", ".join(
+            f"{table} {sum(summary[table].values()):,} ({summary[table]['inserted']:,} new, "
+            f"{summary[table]['updated']:,} updated)"
+            for table in ("buildings", "streets", "facilities")
+        )
+        console.print(f"{layers.path}: {stored}; {len(layers.rejected):,} rejected")
         for item in layers.rejected:
             console.print(f"  rejected {item['layer']} {item['source_id']}: {item['reason']}")
         rejected += len(layers.rejected)
