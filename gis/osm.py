@@ -17,7 +17,6 @@ A truncated or unreadable file raises :class:`gis.errors.InputError`.
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import tomllib
@@ -869,6 +868,9 @@ def _vector_streets(frame: Any, ids: list[str]) -> tuple[Any, list[dict[str, str
                 {"layer": "streets", "source_id": source_id, "reason": "no highway value"}
             )
             continue
+        if not is_walkable(tag):
+            # Motorways and private ways are simply not part of the walking network.
+            continue
         for line in lines:
             part = parts.get(source_id, 0)
             parts[source_id] = part + 1
@@ -948,8 +950,3 @@ def read_source(
         return read_vector(path, mapping=mapping)
     suffixes = ", ".join((*OSM_SUFFIXES, *VECTOR_SUFFIXES))
     raise InputError(str(path), f"unknown file type (expected one of {suffixes})")
-
-
-def tags_json(tags: Mapping[str, str] | None) -> str:
-    """Serialise a tag dict to JSON text (for the loader's COPY)."""
-    return json.dumps(dict(tags or {}), ensure_ascii=False)

@@ -464,3 +464,25 @@ def test_building_no_is_not_a_building(tmp_path: Path) -> None:
         [_feature(1, _square(116.3, 39.9), building="no"), _feature(2, _square(116.31, 39.9))],
     )
     assert list(read_vector(path).buildings["source_id"]) == ["w2"]
+
+
+def test_vector_streets_keep_only_walkable_ways(tmp_path: Path) -> None:
+    line = {"type": "LineString", "coordinates": [[116.3, 39.9], [116.31, 39.9]]}
+    features = [
+        {"type": "Feature", "properties": {"osm_id": 1, "highway": "footway"}, "geometry": line},
+        {"type": "Feature", "properties": {"osm_id": 2, "highway": "motorway"}, "geometry": line},
+        {
+            "type": "Feature",
+            "properties": {"osm_id": 3, "highway": "service", "access": "private"},
+            "geometry": line,
+        },
+    ]
+    layers = read_vector(_write_geojson(tmp_path / "streets.geojson", features))
+    assert list(layers.streets["source_id"]) == ["w1"]
+
+
+def test_unknown_file_type_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "buildings.shp.zip"
+    path.write_bytes(b"PK")
+    with pytest.raises(InputError, match="unknown file type"):
+        read_source(path)
