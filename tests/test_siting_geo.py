@@ -7,6 +7,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import shapely
 from pyproj import Geod
 from sqlalchemy import Connection, text
@@ -72,6 +73,7 @@ def test_radius_limited_costs_keep_coincident_points() -> None:
     demand = _layer([(0, 0), (50, 0)])
     sites = _layer([(0, 0)])
     cost, _ = cost_between(demand, sites, max_cost=300)
+    assert isinstance(cost, sp.csr_array)
     assert cost.nnz == 2
     assert cost[0, 0] == 0.0
 
