@@ -359,11 +359,24 @@ def _ints(frame: Any, column: str, n: int) -> list[int | None]:
     return [None if v is pd.NA else int(v) for v in values]
 
 
+_DUMPS = json.JSONEncoder(ensure_ascii=False).encode
+_QUOTE = json.encoder.encode_basestring  # the C string encoder when available
+
+
+def _tags_json(tags: Any) -> str:
+    if not isinstance(tags, dict):
+        return "{}"
+    try:
+        # OSM tags are str -> str: joining quoted strings is twice as fast as the encoder.
+        return "{" + ",".join([_QUOTE(k) + ":" + _QUOTE(v) for k, v in tags.items()]) + "}"
+    except TypeError:
+        return _DUMPS(tags)
+
+
 def _json(frame: Any, n: int) -> list[str]:
     if "tags" not in frame:
         return ["{}"] * n
-    dumps = json.JSONEncoder(ensure_ascii=False).encode
-    return [dumps(t) if isinstance(t, dict) else "{}" for t in frame["tags"]]
+    return [_tags_json(t) for t in frame["tags"]]
 
 
 def _wkb(frame: Any) -> list[bytes]:

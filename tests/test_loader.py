@@ -250,3 +250,14 @@ def test_rows_prepared_in_chunks_all_arrive(
         text("SELECT source_id FROM building WHERE source = 't-chunks' ORDER BY source_id")
     ).scalars()
     assert list(ids) == ["w0", "w1", "w2", "w3", "w4"]
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [{"name": '10号楼 "东"\\', "building": "yes"}, {"capacity": 120, "levels": [3, 5]}, {}],
+    ids=["quotes-and-backslash", "non-string-values", "empty"],
+)
+def test_tags_round_trip_through_jsonb(connection: Connection, tags: dict[str, Any]) -> None:
+    load_buildings(connection, _buildings(1, tags=[tags]), source="t")
+    (stored,) = _one(connection, "SELECT tags FROM building WHERE source = 't'")
+    assert stored == tags
