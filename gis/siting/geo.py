@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 
 from gis.errors import InputError
 
@@ -93,8 +94,7 @@ def cost_between(
     b = _points_xy(candidate_gdf, utm, field="candidate_gdf")
     label = f"euclidean×{detour:g} in {utm.name} (straight-line fallback, not walking)"
     if max_cost is None:
-        diff = a[:, None, :] - b[None, :, :]
-        return np.hypot(diff[..., 0], diff[..., 1]) * detour, label
+        return cdist(a, b) * detour, label
     tree_a, tree_b = cKDTree(a), cKDTree(b)
     pairs = tree_a.sparse_distance_matrix(tree_b, max_cost / detour, output_type="coo_matrix")
     rows, cols = pairs.row, pairs.col

@@ -199,10 +199,9 @@ def median_lagrangian_bound(
     bound : float
         Best Lagrangian lower bound.
     closed : ndarray of bool
-        Columns proven absent from every solution cheaper than or equal to ``upper`` … strictly:
-        every solution opening them costs more than ``upper``.
+        Columns no solution costing at most ``upper`` opens (opening one costs more).
     forced : ndarray of bool
-        Columns every solution costing at most ``upper`` must open.
+        Columns every solution costing at most ``upper`` opens.
     """
     cost = weights[:, None] * dist
     finite = np.where(np.isfinite(cost), cost, np.inf)

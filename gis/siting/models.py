@@ -12,6 +12,7 @@ limit still returns the best answer found with its proven gap.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
@@ -43,6 +44,10 @@ def _status(outcome: MipOutcome, gap: float) -> SolveStatus:
     if outcome.time_limited:
         return SolveStatus.TIME_LIMIT
     return SolveStatus.OPTIMAL if gap <= PROVEN_GAP else SolveStatus.GAP_LIMIT
+
+
+def _restatus(result: SitingResult, status: SolveStatus, gap: float) -> SitingResult:
+    return dataclasses.replace(result, status=status, gap=gap)
 
 
 def _check_method(method: str) -> None:
@@ -483,7 +488,7 @@ class MaximalCovering(_CoverageModel):
             answer = self._answer(
                 cols[chosen], SolveStatus.TIME_LIMIT, before + bound, "mip", started
             )
-            return self._with_status(answer, SolveStatus.TIME_LIMIT, answer.gap)
+            return _restatus(answer, SolveStatus.TIME_LIMIT, answer.gap)
         problem = _cover_mip(sub, sub_weight, k=k_rest, required=None)
         start = _cover_start(sub, np.flatnonzero(np.isin(free_pos, chosen)))
         outcome = solve_mip(problem, time_limit=remaining, mip_gap=mip_gap, start=start)
@@ -497,7 +502,7 @@ class MaximalCovering(_CoverageModel):
             started,
         )
         gap = relative_gap(answer.objective, answer.bound)
-        return self._with_status(answer, _status(outcome, gap), gap)
+        return _restatus(answer, _status(outcome, gap), gap)
 
     def _answer(
         self, sites: IntArray, status: SolveStatus, bound: float, method: str, started: float
@@ -520,12 +525,6 @@ class MaximalCovering(_CoverageModel):
             method=method,
             started=started,
         )
-
-    @staticmethod
-    def _with_status(result: SitingResult, status: SolveStatus, gap: float) -> SitingResult:
-        from dataclasses import replace
-
-        return replace(result, status=status, gap=gap)
 
 
 class SetCovering(_CoverageModel):
@@ -697,7 +696,7 @@ class SetCovering(_CoverageModel):
         picked = np.flatnonzero(outcome.x[: cols.size] > 0.5)
         bound = float(np.ceil(outcome.bound - 1e-6))
         result = self._answer(cols[picked], SolveStatus.OPTIMAL, bound, "mip", started)
-        return MaximalCovering._with_status(result, _status(outcome, result.gap), result.gap)
+        return _restatus(result, _status(outcome, result.gap), result.gap)
 
     def _answer(
         self, sites: IntArray, status: SolveStatus, bound: float, method: str, started: float
@@ -878,16 +877,20 @@ class PMedian(_SitingModel):
         problem, start = self._mip(
             rows, chosen, variable=variable, fixed=self.existing | forced, p=p_rest
         )
+        remaining = None if time_limit is None else started + time_limit - time.perf_counter()
+        if remaining is not None and remaining <= 0:
+            result = self._answer(chosen, SolveStatus.TIME_LIMIT, bound, "mip", started)
+            return _restatus(result, SolveStatus.TIME_LIMIT, result.gap)
         # The interchange answer is usually optimal already: HiGHS's own primal heuristics
         # (sub-MIPs) would spend most of the time re-finding it.
         outcome = solve_mip(
-            problem, time_limit=time_limit, mip_gap=mip_gap, start=start, heuristic_effort=0.0
+            problem, time_limit=remaining, mip_gap=mip_gap, start=start, heuristic_effort=0.0
         )
         new_cols = np.flatnonzero(variable)
         picked = new_cols[np.flatnonzero(outcome.x[: new_cols.size] > 0.5)]
         sites = np.union1d(picked, np.flatnonzero(forced)).astype(np.intp)
         result = self._answer(sites, SolveStatus.OPTIMAL, max(bound, outcome.bound), "mip", started)
-        return MaximalCovering._with_status(result, _status(outcome, result.gap), result.gap)
+        return _restatus(result, _status(outcome, result.gap), result.gap)
 
     def _nearest(self, sites: IntArray) -> tuple[IntArray, FloatArray]:
         open_cols = np.union1d(np.flatnonzero(self.existing), sites).astype(np.intp)
