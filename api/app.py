@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 
 from api.deps import get_principal
 from api.errors import add_exception_handlers
-from api.routers import cases, health, layers, locate, maps
+from api.routers import cases, health, layers, locate, maps, open311, stats, workflow
+from gis.cases.open311 import Open311Settings
 from gis.db import database_url, make_engine
 from gis.settings import ApiSettings, DatabaseSettings
 
@@ -30,6 +31,7 @@ class AppSettings:
 
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    open311: Open311Settings = field(default_factory=Open311Settings)
 
 
 def create_app(settings: AppSettings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -70,7 +72,7 @@ def create_app(settings: AppSettings | None = None, *, engine: Engine | None = N
     )
     app.state.settings = config
     add_exception_handlers(app)
-    for module in (health, layers, maps, locate, cases):
+    for module in (health, layers, maps, locate, cases, workflow, stats, open311):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -12,17 +12,26 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from gis.errors import DatabaseUnavailableError, InputError, NotFoundError, WanggeError
+from gis.cases.workflow import IllegalTransitionError
+from gis.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InputError,
+    NotFoundError,
+    WanggeError,
+)
 
 STATUS_CODES: dict[type[WanggeError], int] = {
     InputError: 422,
     NotFoundError: 404,
+    ConflictError: 409,
     DatabaseUnavailableError: 503,
 }
 
 _KINDS: dict[type[WanggeError], str] = {
     InputError: "invalid_input",
     NotFoundError: "not_found",
+    ConflictError: "conflict",
     DatabaseUnavailableError: "database_unavailable",
 }
 
@@ -32,6 +41,13 @@ def error_body(exc: WanggeError) -> dict[str, Any]:
     kind = next((k for cls, k in _KINDS.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, InputError):
         return {"error": kind, "parameter": exc.field, "detail": exc.message}
+    if isinstance(exc, IllegalTransitionError):
+        # The steps the actor may take instead, so a client can offer them.
+        allowed = [
+            {"action": t.action, "to_state": t.to_state, "reason_required": t.reason_required}
+            for t in exc.allowed
+        ]
+        return {"error": kind, "detail": str(exc), "allowed": allowed}
     return {"error": kind, "detail": str(exc)}
 
 
