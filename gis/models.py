@@ -409,6 +409,91 @@ class BuildingAddress(Base):
     source: Mapped[str] = mapped_column(Text, default="csv", server_default="csv")
 
 
+class WalkGate(Base):
+    """A gate or entrance of a walled compound (OSM ``barrier=gate``, ``entrance``).
+
+    ``closed`` gates (a gate locked at night) are left out of the walking network.
+    """
+
+    __tablename__ = "walk_gate"
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="walk_gate_source_key"),
+        _gist("walk_gate", "geom"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    access: Mapped[str | None] = mapped_column(Text)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    geom: Mapped[Any] = mapped_column(_geometry("POINT"), nullable=False)
+
+
+class WalkBarrier(Base):
+    """A wall or fence that pedestrians cannot cross except at a gate."""
+
+    __tablename__ = "walk_barrier"
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="walk_barrier_source_key"),
+        _gist("walk_barrier", "geom"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(_geometry("LINESTRING"), nullable=False)
+
+
+class CircleArea(Base):
+    """An area whose service-circle coverage was computed.
+
+    Its stairwells lie in ``area``; the network, facilities, gates and walls were taken from
+    ``extent`` (the area widened by the largest level distance).
+    """
+
+    __tablename__ = "circle_area"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    area: Mapped[Any] = mapped_column(_geometry("MULTIPOLYGON"), nullable=False)
+    extent: Mapped[Any] = mapped_column(_geometry("POLYGON"), nullable=False)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    computed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CircleCoverage(Base):
+    """Coverage of one stairwell by one facility type at one level distance.
+
+    ``basis`` is ``standard`` (the GB 50180 radius) or a walking group (minutes x speed);
+    ``distance_m`` is that level's walking distance, ``count`` the facilities within it,
+    ``nearest_m`` the walk to the nearest facility of the type (NULL when none in reach).
+    ``method`` is ``network`` or ``euclidean_fallback`` (straight line x detour factor).
+    """
+
+    __tablename__ = "circle_coverage"
+
+    stairwell_id: Mapped[int] = mapped_column(
+        ForeignKey("stairwell.id", ondelete="CASCADE"), primary_key=True
+    )
+    facility_type: Mapped[str] = mapped_column(Text, primary_key=True)
+    basis: Mapped[str] = mapped_column(Text, primary_key=True)
+    minutes: Mapped[int] = mapped_column(Integer, primary_key=True)
+    area_id: Mapped[int] = mapped_column(
+        ForeignKey("circle_area.id", ondelete="CASCADE"), index=True
+    )
+    distance_m: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    nearest_m: Mapped[float | None] = mapped_column(Float)
+    nearest_facility_id: Mapped[int | None] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(Text)
+    snap_m: Mapped[float | None] = mapped_column(Float)
+    too_far: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+
+
 class ImportRun(Base):
     """One import: what was read, what was stored, what was repaired or rejected."""
 
