@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from api import access
 from api.deps import get_principal
 from api.errors import add_exception_handlers
 from api.routers import cases, health, layers, locate, maps, open311, stats, workflow
@@ -67,11 +68,12 @@ def create_app(settings: AppSettings | None = None, *, engine: Engine | None = N
         title="wangge",
         summary="Grid management for city subdistricts: map layers from PostGIS.",
         lifespan=lifespan,
-        # One dependency on every route: access control is added there later.
+        # One dependency on every route: who is asking, and may they (api/access.py).
         dependencies=[Depends(get_principal)],
     )
     app.state.settings = config
     add_exception_handlers(app)
+    access.install(app, max_body_bytes=config.api.max_body_bytes, exempt=("/cases/batch",))
     for module in (health, layers, maps, locate, cases, workflow, stats, open311):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

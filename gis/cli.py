@@ -12,6 +12,7 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from gis.cases.reporting_cli import cases_app, import_addresses, locate_command
+from gis.cases.stats_cli import stats_command
 from gis.db import check_database, database_url, embedded_cluster, make_engine, migrate
 from gis.errors import WanggeError
 from gis.grids.cli import grids_app
@@ -25,6 +26,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(grids_app, name="grids")
 app.add_typer(cases_app, name="cases")
 app.command("locate")(locate_command)
+app.command("stats")(stats_command)
 import_app.command("addresses")(import_addresses)
 console = Console(stderr=True)
 
