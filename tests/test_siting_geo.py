@@ -16,6 +16,7 @@ from gis.errors import InputError
 from gis.siting import MaximalCovering, PMedian
 from gis.siting.demand import existing_facilities, stairwell_demand
 from gis.siting.geo import cost_between
+from gis.siting.summary import coverage_by
 
 LON, LAT = 116.3, 39.95  # Haidian
 GEOD = Geod(ellps="WGS84")
@@ -211,3 +212,26 @@ def test_siting_from_stairwells_counts_gain_over_existing(connection: Connection
     ).solve()
     assert result.covered_before == 6.0
     assert result.covered_after == 15.0
+
+
+def test_coverage_by_grid_sums_before_and_after_per_group() -> None:
+    demand = _layer([(0, 0), (100, 0), (3000, 0)], w=[4.0, 6.0, 5.0], grid=["A", "A", "B"])
+    sites = _layer([(50, 0), (3050, 0), (9000, 0)], existing=[True, False, False])
+    result = MaximalCovering.from_geodataframe(
+        demand, sites, weight_col="w", service_radius=300, k=1, existing_col="existing"
+    ).solve()
+    table = coverage_by(result, demand, by="grid")
+    assert table.loc["A", "covered_before"] == 10.0
+    assert table.loc["B", "covered_before"] == 0.0
+    assert table.loc["B", "gain"] == 5.0
+    assert table.loc["B", "share_after"] == 1.0
+
+
+def test_coverage_by_unknown_column_names_by() -> None:
+    demand = _layer([(0, 0)], w=[1.0])
+    result = MaximalCovering.from_geodataframe(
+        demand, _layer([(10, 0)]), weight_col="w", service_radius=300, k=1
+    ).solve()
+    with pytest.raises(InputError) as err:
+        coverage_by(result, demand, by="grid_id")
+    assert err.value.field == "by"

@@ -240,3 +240,19 @@ def test_result_is_frozen() -> None:
     ).solve()
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.objective = 0.0  # type: ignore[misc]
+
+
+def test_capacitated_before_is_what_existing_capacity_serves() -> None:
+    cost = np.array([[0.0, 900.0], [10.0, 900.0], [900.0, 0.0]])
+    result = CapacitatedMaximalCovering.from_cost_matrix(
+        cost,
+        weights=[5.0, 5.0, 3.0],
+        service_radius=100,
+        k=1,
+        capacities=[6.0, 10.0],
+        existing=[0],
+    ).solve()
+    assert result.covered_before == pytest.approx(6.0)
+    assert result.covered_after == pytest.approx(9.0)
+    assert result.demand_covered_before is not None
+    assert result.demand_covered_before.sum() == pytest.approx(6.0)

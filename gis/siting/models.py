@@ -117,8 +117,8 @@ class _SitingModel:
         assigned_cost: FloatArray,
         served: FloatArray,
         site_load: FloatArray | None,
-        covered_before: float | None,
-        covered_after: float | None,
+        covered_before: FloatArray | None,
+        covered_after: FloatArray | None,
         method: str,
         started: float,
     ) -> SitingResult:
@@ -141,8 +141,11 @@ class _SitingModel:
             assigned_cost=assigned_cost,
             served=served,
             site_load=site_load,
-            covered_before=covered_before,
-            covered_after=covered_after,
+            covered_before=None if covered_before is None else float(covered_before.sum()),
+            covered_after=None if covered_after is None else float(covered_after.sum()),
+            demand_covered_before=covered_before,
+            demand_covered_after=covered_after,
+            weights=self.weights,
             total_demand=float(self.weights.sum()),
             method=method,
             runtime=time.perf_counter() - started,
@@ -520,8 +523,8 @@ class MaximalCovering(_CoverageModel):
             assigned_cost=assigned_cost,
             served=served,
             site_load=None,
-            covered_before=self.covered_before,
-            covered_after=objective,
+            covered_before=np.where(self.covered_by_existing, self.weights, 0.0),
+            covered_after=served,
             method=method,
             started=started,
         )
@@ -714,8 +717,8 @@ class SetCovering(_CoverageModel):
             assigned_cost=assigned_cost,
             served=served,
             site_load=None,
-            covered_before=self.covered_before,
-            covered_after=float(served.sum()),
+            covered_before=np.where(self.covered_by_existing, self.weights, 0.0),
+            covered_after=served,
             method=method,
             started=started,
         )
@@ -911,14 +914,15 @@ class PMedian(_SitingModel):
         assigned_cost = np.where(unreachable, np.nan, assigned_cost)
         objective = float((self.weights * np.nan_to_num(assigned_cost)).sum())
         bound = min(bound, objective)
-        before = after = None
+        before: FloatArray | None = None
+        after: FloatArray | None = None
         if self.service_radius is not None:
             fixed = np.flatnonzero(self.existing)
             near = (
                 self.dense[:, fixed].min(axis=1) if fixed.size else np.full(self.n_demand, np.inf)
             )
-            before = float(self.weights[near <= self.service_radius].sum())
-            after = float(self.weights[assigned_cost <= self.service_radius].sum())
+            before = np.where(near <= self.service_radius, self.weights, 0.0)
+            after = np.where(assigned_cost <= self.service_radius, self.weights, 0.0)
         return self._result(
             sites=sites,
             status=status,
@@ -1328,15 +1332,19 @@ class CapacitatedMaximalCovering(_CoverageModel):
             served=served,
             site_load=site_load,
             covered_before=before,
-            covered_after=objective,
+            covered_after=served,
             method="mip",
             started=started,
         )
 
-    def _served_by_existing(self, time_limit: float | None) -> float:
-        """Demand the existing facilities serve within their capacities (a transport LP)."""
+    def _served_by_existing(self, time_limit: float | None) -> FloatArray:
+        """Per demand point, what the existing facilities serve within their capacities."""
         if not self.existing.any():
-            return 0.0
-        problem, *_ = self._mip(k=0, target=None)
+            return np.zeros(self.n_demand)
+        problem, pi, _, new_cols = self._mip(k=0, target=None)
         outcome = solve_mip(problem, time_limit=time_limit, mip_gap=0.0)
-        return float(outcome.objective)
+        share = np.clip(outcome.x[new_cols.size :], 0.0, 1.0)
+        served: FloatArray = np.bincount(
+            pi, weights=self.weights[pi] * share, minlength=self.n_demand
+        ).astype(np.float64)
+        return served

@@ -65,7 +65,13 @@ class SitingResult:
         Per column, weighted demand it serves (0 for closed candidates).
     covered_before, covered_after : float or None
         Weighted demand covered within the service radius by the existing facilities alone and
-        by the answer; ``None`` for a p-median model without ``service_radius``.
+        by the answer (capacitated: served within capacities); ``None`` for a p-median model
+        without ``service_radius``.
+    demand_covered_before, demand_covered_after : ndarray of float or None
+        The same per demand point, for figures per grid or community (see
+        :func:`gis.siting.summary.coverage_by`).
+    weights : ndarray of float
+        Per demand point, its demand weight.
     total_demand : float
         Sum of the demand weights.
     method : str
@@ -90,6 +96,9 @@ class SitingResult:
     site_load: npt.NDArray[np.float64]
     covered_before: float | None
     covered_after: float | None
+    demand_covered_before: npt.NDArray[np.float64] | None
+    demand_covered_after: npt.NDArray[np.float64] | None
+    weights: npt.NDArray[np.float64]
     total_demand: float
     method: str
     runtime: float
