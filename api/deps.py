@@ -1,37 +1,106 @@
-"""Request dependencies: settings, database connection, and the principal of every request."""
+"""Request dependencies: settings, database connection, and the principal of every request.
+
+``Principal`` and the scope helpers live in :mod:`gis.auth` (re-exported here): a route asks
+``principal.grid_ids`` or :func:`gis.auth.grid_scope_sql` to filter in SQL.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 
+from api.access import route_rule
+from gis.auth import (
+    HOUSEHOLD_ROLES,
+    UNRESTRICTED,
+    AuthenticationError,
+    authenticate_token,
+    require_roles,
+)
+from gis.auth import (
+    Principal as Principal,
+)
 from gis.db import translate_errors
 from gis.settings import ApiSettings
 
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: a user name and roles. Until sign-in exists everyone is anonymous."""
-
-    name: str
-    roles: frozenset[str] = field(default_factory=frozenset)
-    authenticated: bool = False
+# Callers of public routes (health, map page shell, catalogue): no roles, nothing personal.
+PUBLIC = Principal("public")
+# Kept for importers of the earlier name.
+ANONYMOUS = PUBLIC
 
 
-ANONYMOUS = Principal("anonymous")
+_FORM = "application/x-www-form-urlencoded"
+
+
+async def _credentials(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    # Open311 GeoReport v2 clients send a reporter token as ``api_key``, in the query or as a
+    # form field of POST requests (the parsed form is cached on the request for the route).
+    key = request.query_params.get("api_key")
+    if not key and request.headers.get("content-type", "").startswith(_FORM):
+        # body() caches the bytes, so the route reads the same body afterwards.
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        key = form.get("api_key", [""])[0]
+    return key or None
+
+
+def _authenticate(engine: Engine, token: str) -> Principal:
+    with translate_errors(), engine.connect() as connection:
+        return authenticate_token(connection, token)
 
 
 async def get_principal(request: Request) -> Principal:
-    """Return the principal of ``request``.
+    """Return the principal of ``request``, enforcing the route's rule of :data:`ACCESS`.
 
-    Applied to every route of the app (``FastAPI(dependencies=...)``): access control is added
-    here, in one place, when sign-in exists.
+    Applied to every route of the app (``FastAPI(dependencies=...)``), so access is decided in
+    one place. With ``auth_required`` off every request is the unrestricted anonymous
+    principal. Otherwise a public route needs nothing; any other needs a valid bearer token
+    (401 when missing, forged, expired or revoked) of an allowed role (403 otherwise).
+
+    The token lookup is one indexed query on a pooled connection, run in the thread pool; a
+    database that is away answers 503.
     """
-    return ANONYMOUS
+    settings: ApiSettings = request.app.state.settings.api
+    if not settings.auth_required:
+        principal = UNRESTRICTED
+    else:
+        route = request.scope.get("route")
+        path = getattr(route, "path", request.url.path)
+        rule = route_rule(request.method, path)
+        if rule is None:
+            return PUBLIC
+        token = await _credentials(request)
+        if token is None:
+            msg = "authentication required: send Authorization: Bearer <token>"
+            raise AuthenticationError(msg)
+        engine: Engine = request.app.state.engine
+        principal = await run_in_threadpool(_authenticate, engine, token)
+        require_roles(principal, rule)
+    request.state.principal = principal
+    return principal
+
+
+def require(*roles: str) -> Any:
+    """Return a dependency admitting only principals holding one of ``roles`` (else 403).
+
+    For routes whose rule depends on a parameter (the household layer): the route-level rule
+    of :data:`ACCESS` has already admitted the caller, this narrows it.
+    """
+    allowed = frozenset(roles)
+
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        require_roles(principal, allowed)
+        return principal
+
+    return Depends(dependency)
 
 
 async def get_api_settings(request: Request) -> ApiSettings:
@@ -62,6 +131,7 @@ def get_read_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Itera
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+HouseholdPrincipalDep = Annotated[Principal, require(*HOUSEHOLD_ROLES)]
 ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ReadConnectionDep = Annotated[Connection, Depends(get_read_connection)]

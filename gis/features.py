@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, TextClause, text
 
@@ -144,8 +144,10 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
-def _where(source: FeatureSource, *, with_bbox: bool) -> str:
+def _where(source: FeatureSource, *, with_bbox: bool, scope: str | None = None) -> str:
     conditions = [f"{_quote(c)} IS NULL" for c in source.current_only]
+    if scope is not None:
+        conditions.append(f"({scope})")
     if with_bbox:
         # On the raw indexed column: ST_Intersects carries the && that uses the GiST index.
         envelope = "ST_MakeEnvelope(:minlon, :minlat, :maxlon, :maxlat, 4326)"
@@ -154,7 +156,7 @@ def _where(source: FeatureSource, *, with_bbox: bool) -> str:
 
 
 @cache
-def _statement(source: FeatureSource, *, with_bbox: bool) -> TextClause:
+def _statement(source: FeatureSource, *, with_bbox: bool, scope: str | None = None) -> TextClause:
     """Build the FeatureCollection query of ``source`` from catalogue identifiers only.
 
     The collection is assembled as text around ``ST_AsGeoJSON``: casting each geometry to
@@ -170,7 +172,7 @@ def _statement(source: FeatureSource, *, with_bbox: bool) -> TextClause:
     # Identifiers are catalogue constants checked by FeatureSource; values are bound.
     sql = f"""
 WITH hits AS (
-    SELECT {selected} FROM {_quote(source.table)} {_where(source, with_bbox=with_bbox)}
+    SELECT {selected} FROM {_quote(source.table)} {_where(source, with_bbox=with_bbox, scope=scope)}
     ORDER BY {ident} LIMIT :limit + 1
 ), numbered AS (
     SELECT *, row_number() OVER (ORDER BY {ident}) AS rank_ FROM hits
@@ -189,7 +191,12 @@ FROM numbered
 
 
 def features_geojson(
-    connection: Connection, source: FeatureSource, *, bbox: BBox | None, limit: int
+    connection: Connection,
+    source: FeatureSource,
+    *,
+    bbox: BBox | None,
+    limit: int,
+    scope: tuple[str, dict[str, Any]] | None = None,
 ) -> str:
     """Return the features of ``source`` intersecting ``bbox`` as GeoJSON text.
 
@@ -203,6 +210,9 @@ def features_geojson(
         WGS84 bounding box in degrees; None returns the whole table up to ``limit``.
     limit
         Maximum number of features, at least 1.
+    scope
+        A condition and its parameters from :func:`gis.auth.grid_scope_sql` (built from code,
+        never from a request): rows outside the caller's grids are filtered in the query.
 
     Returns
     -------
@@ -219,10 +229,14 @@ def features_geojson(
     if limit < 1:
         msg = f"must be at least 1, got {limit}"
         raise InputError("limit", msg)
-    params: dict[str, float | int] = {"limit": limit}
+    params: dict[str, Any] = {"limit": limit}
     if bbox is not None:
         params.update(bbox._asdict())
-    statement = _statement(source, with_bbox=bbox is not None)
+    condition = None
+    if scope is not None and scope[0] != "TRUE":
+        condition = scope[0]
+        params.update(scope[1])
+    statement = _statement(source, with_bbox=bbox is not None, scope=condition)
     return str(connection.execute(statement, params).scalar_one())
 
 

@@ -34,6 +34,10 @@ class ApiSettings(BaseSettings):
     # Upper bound on features one /layers request may return.
     layer_limit_max: int = Field(default=10_000, ge=1)
     layer_limit_default: int = Field(default=2_000, ge=1)
+    # Bearer tokens required on every non-public route (WANGGE_AUTH_REQUIRED=false: development).
+    auth_required: bool = True
+    # Largest request body in bytes (413 beyond; batch imports have their own cap).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
 
 class EstimateSettings(BaseSettings):

@@ -21,6 +21,10 @@ from sqlalchemy.orm import Session
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 
+# Apps built by tests run without access control unless a test asks for it
+# (ApiSettings(auth_required=True): tests/test_auth.py, tests/test_access_matrix.py).
+os.environ["WANGGE_AUTH_REQUIRED"] = "false"
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 

@@ -7,14 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from api.deps import ApiSettingsDep, ReadConnectionDep
+from api.deps import ApiSettingsDep, PrincipalDep, ReadConnectionDep
 from api.schemas import FeatureCollection, LayerInfo
+from gis.auth import HOUSEHOLD_ROLES, audit, grid_scope_sql, require_roles
 from gis.features import BBox, check_limit, features_geojson, parse_bbox
 from layers import CATALOGUE, Layer, get_layer
 
 router = APIRouter(tags=["layers"])
 
 GEOJSON = "application/geo+json"
+# Layers with household-level rows (personal data): role-checked, scoped and audited.
+HOUSEHOLD_LAYERS = frozenset({"stairwells"})
 
 
 @router.get("/layers", response_model=list[LayerInfo])
@@ -72,8 +75,22 @@ async def layer_query(
     },
 )
 def layer_features(
-    query: Annotated[LayerQuery, Depends(layer_query)], connection: ReadConnectionDep
+    query: Annotated[LayerQuery, Depends(layer_query)],
+    connection: ReadConnectionDep,
+    principal: PrincipalDep,
 ) -> Response:
-    """Return the features of layer ``name`` intersecting ``bbox`` (GeoJSON, EPSG:4326)."""
-    body = features_geojson(connection, query.layer.source, bbox=query.bbox, limit=query.limit)
+    """Return the features of layer ``name`` intersecting ``bbox`` (GeoJSON, EPSG:4326).
+
+    Household layers (``stairwells``) answer staff and admins, and workers for their own
+    current grids only (filtered in the query); planners and reporters get 403 (they read
+    aggregates). Each read of a household layer is recorded in the audit log.
+    """
+    source = query.layer.source
+    scope = None
+    if query.layer.name in HOUSEHOLD_LAYERS:
+        require_roles(principal, HOUSEHOLD_ROLES)
+        scope = grid_scope_sql(principal, geometry=f"{source.table}.{source.geometry}")
+        detail = {"layer": query.layer.name, "bbox": query.bbox, "limit": query.limit}
+        audit(connection, principal, "read", source.table, detail)
+    body = features_geojson(connection, source, bbox=query.bbox, limit=query.limit, scope=scope)
     return Response(content=body, media_type=GEOJSON)
