@@ -392,11 +392,11 @@ def submit_request(
         raise InputError(missing, "lat and long go together")
     if not lat and not address:
         raise InputError("location", "give lat and long (WGS84) or address_string")
-    name = " ".join(
-        part
-        for part in ((form.get("last_name") or "").strip(), (form.get("first_name") or "").strip())
-        if part
-    )
+    family = (form.get("last_name") or "").strip()
+    given = (form.get("first_name") or "").strip()
+    # Chinese names are written family name first, without a space.
+    chinese = any("\u4e00" <= ch <= "\u9fff" for ch in family + given)
+    name = ("" if chinese else " ").join(part for part in (family, given) if part)
     media = (form.get("media_url") or "").strip()
     report = CaseReport(
         category=code,
