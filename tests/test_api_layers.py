@@ -6,6 +6,7 @@ engine are real), and its connection dependency is overridden with the test's ro
 lie in the South Atlantic (around 20°W 40°S) where no imported area reaches.
 """
 
+import re
 import socket
 from collections.abc import Iterator
 
@@ -256,11 +257,17 @@ def test_every_route_passes_through_get_principal(client: TestClient) -> None:
     app = client.app
     assert hasattr(app, "dependency_overrides")
     app.dependency_overrides[get_principal] = deny
-    # Every documented path, plus the map page (kept out of the OpenAPI document).
-    paths = [*client.get("/openapi.json").json()["paths"], "/"]
-    assert {"/healthz", "/layers", "/layers/{name}"} <= set(paths)
-    urls = [p.replace("{name}", "buildings") for p in paths]
-    assert {url: client.get(url).status_code for url in urls} == dict.fromkeys(urls, 401)
+    # Every documented operation, plus the map page (kept out of the OpenAPI document).
+    paths = client.get("/openapi.json").json()["paths"]
+    operations = [(m.upper(), p) for p, ops in paths.items() for m in ops] + [("GET", "/")]
+    assert {("GET", "/healthz"), ("GET", "/layers"), ("GET", "/layers/{name}")} <= set(operations)
+    answers = {
+        (method, path): client.request(
+            method, re.sub(r"\{[^}]+\}", "1", path.replace("{name}", "buildings"))
+        ).status_code
+        for method, path in operations
+    }
+    assert answers == dict.fromkeys(operations, 401)
 
 
 @pytest.mark.parametrize(
