@@ -114,7 +114,8 @@ def free_port() -> int:
 
 
 def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "WANGGE_DATABASE_URL": url}
+    # The figure is the layer query; the bearer-token lookup of access control is left out.
+    env = {**os.environ, "WANGGE_DATABASE_URL": url, "WANGGE_AUTH_REQUIRED": "false"}
     command = [
         sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
@@ -230,7 +231,8 @@ def main() -> None:
         f"cluster, {args.buildings:,} seeded synthetic footprints (10 km square, "
         f"{args.buildings / (SIDE_M / 1000) ** 2:,.0f}/km²), "
         f"{len(http):,} random 500 m x 500 m boxes after {args.warmup} warm-up requests; "
-        f"one uvicorn worker on 127.0.0.1, httpx keep-alive client; 1-minute load average "
+        f"one uvicorn worker on 127.0.0.1 (access control off: no token lookup), httpx "
+        f"keep-alive client; 1-minute load average "
         f"{load_start:.1f} at start and {load:.1f} at end (2 cores shared with other work). "
         f"Versions: fastapi "
         f"{__import__('fastapi').__version__}, uvicorn {__import__('uvicorn').__version__}, "
