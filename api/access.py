@@ -190,6 +190,10 @@ def _record(engine: Engine, principal: Principal, resource: str, detail: dict[st
 
 
 async def _auth_handler(request: Request, exc: Exception) -> JSONResponse:
+    if request.url.path.startswith("/open311/"):
+        # GeoReport v2 clients read errors as a list of {code, description}.
+        code = 403 if isinstance(exc, PermissionDeniedError) else 401
+        return JSONResponse([{"code": code, "description": str(exc)}], status_code=code)
     if isinstance(exc, PermissionDeniedError):
         return JSONResponse({"error": "forbidden", "detail": str(exc)}, status_code=403)
     return JSONResponse(

@@ -8,7 +8,7 @@ also checked against the specification's field lists (wiki.open311.org/GeoReport
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,11 +16,17 @@ import georeport.georeport
 import pytest
 from fastapi.testclient import TestClient
 from georeport import GeoReport
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
+from api.app import AppSettings, create_app
+from api.deps import get_read_connection
+from api.routers.workflow import get_workflow_connection
+from gis.auth import Principal
 from gis.cases.workflow import apply_transition
+from gis.settings import ApiSettings, DatabaseSettings
 from tests.case_town import X0, Y0, D, Town, seed_town
-from tests.workflow_client import API_KEY, Actor, client_as
+from tests.principals import People, people
+from tests.workflow_client import client_as
 
 ROOT = "http://testserver/open311/v2"
 GARBAGE = "E0103"
@@ -67,6 +73,18 @@ REQUEST_FIELDS = {
 DATETIME_FIELDS = ("requested_datetime", "updated_datetime", "expected_datetime")
 
 
+@pytest.fixture(scope="module")
+def users(engine: Engine) -> Iterator[People]:
+    """Committed users with tokens: the reporter's token is the api_key of a reporting app."""
+    with people(engine) as everyone:
+        yield everyone
+
+
+@pytest.fixture
+def api_key(users: People) -> str:
+    return users.tokens["reporter"]
+
+
 @pytest.fixture
 def town(connection: Connection) -> Town:
     return seed_town(connection)
@@ -75,7 +93,7 @@ def town(connection: Connection) -> Town:
 @pytest.fixture
 def client(database_url: str, connection: Connection) -> Iterator[TestClient]:
     # Open311 callers carry no user role: the api_key is the only credential.
-    with client_as(database_url, connection, Actor("public")) as test_client:
+    with client_as(database_url, connection, Principal("public")) as test_client:
         yield test_client
 
 
@@ -86,15 +104,27 @@ def georeport_client(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Geo
     return GeoReport(ROOT, jurisdiction="wangge")
 
 
-def post(client: TestClient, **form: str) -> Any:
-    return client.post("/open311/v2/requests.json", data={"api_key": API_KEY, **form})
+Post = Callable[..., Any]
+Create = Callable[..., str]
 
 
-def create(client: TestClient, **form: str) -> str:
-    fields = {"service_code": GARBAGE, "lat": str(LAT), "long": str(LONG), **form}
-    response = post(client, **fields)
-    assert response.status_code == 201, response.text
-    return str(response.json()[0]["service_request_id"])
+@pytest.fixture
+def post(client: TestClient, api_key: str) -> Post:
+    def send(**form: str) -> Any:
+        return client.post("/open311/v2/requests.json", data={"api_key": api_key, **form})
+
+    return send
+
+
+@pytest.fixture
+def create(post: Post) -> Create:
+    def send(**form: str) -> str:
+        fields = {"service_code": GARBAGE, "lat": str(LAT), "long": str(LONG), **form}
+        response = post(**fields)
+        assert response.status_code == 201, response.text
+        return str(response.json()[0]["service_request_id"])
+
+    return send
 
 
 def assert_request_fields(request: dict[str, Any]) -> None:
@@ -162,10 +192,79 @@ def test_post_with_a_wrong_api_key_is_403_in_open311_format(client: TestClient, 
     assert_open311_error(response, 403)
 
 
-def test_posted_lat_long_case_lands_in_its_grid(
-    client: TestClient, connection: Connection, town: Town
+def test_post_with_the_token_of_a_planner_is_403(
+    client: TestClient, town: Town, users: People
 ) -> None:
-    request_id = create(client, description="路边垃圾")
+    response = client.post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": users.tokens["planner"],
+            "service_code": GARBAGE,
+            "lat": str(LAT),
+            "long": str(LONG),
+        },
+    )
+    assert_open311_error(response, 403)
+
+
+@pytest.fixture
+def guarded(database_url: str, connection: Connection) -> Iterator[TestClient]:
+    """The app with access control on: the api_key is authenticated before the route."""
+    settings = AppSettings(
+        database=DatabaseSettings(database_url=database_url),
+        api=ApiSettings(auth_required=True),
+    )
+    app = create_app(settings)
+    app.dependency_overrides[get_read_connection] = lambda: connection
+    app.dependency_overrides[get_workflow_connection] = lambda: connection
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_with_access_control_a_reporter_token_posts(
+    guarded: TestClient, town: Town, api_key: str
+) -> None:
+    response = guarded.post(
+        "/open311/v2/requests.json",
+        data={"api_key": api_key, "service_code": GARBAGE, "lat": str(LAT), "long": str(LONG)},
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_with_access_control_a_missing_api_key_is_401_in_open311_format(
+    guarded: TestClient, town: Town
+) -> None:
+    response = guarded.post(
+        "/open311/v2/requests.json",
+        data={"service_code": GARBAGE, "lat": str(LAT), "long": str(LONG)},
+    )
+    assert_open311_error(response, 401)
+
+
+def test_with_access_control_a_planner_token_is_403_in_open311_format(
+    guarded: TestClient, town: Town, users: People
+) -> None:
+    response = guarded.post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": users.tokens["planner"],
+            "service_code": GARBAGE,
+            "lat": str(LAT),
+            "long": str(LONG),
+        },
+    )
+    assert_open311_error(response, 403)
+
+
+def test_with_access_control_reads_need_no_key(guarded: TestClient) -> None:
+    assert guarded.get("/open311/v2/services.json").status_code == 200
+    assert guarded.get("/open311/v2/requests.json").status_code == 200
+
+
+def test_posted_lat_long_case_lands_in_its_grid(
+    client: TestClient, connection: Connection, town: Town, create: Create
+) -> None:
+    request_id = create(description="路边垃圾")
     grid = connection.execute(
         text("SELECT g.code FROM cases k JOIN grid g ON g.id = k.grid_id WHERE k.id = :id"),
         {"id": int(request_id)},
@@ -173,43 +272,51 @@ def test_posted_lat_long_case_lands_in_its_grid(
     assert grid == "110108011001004"
 
 
-def test_post_answers_the_request_id_and_the_time_limit(client: TestClient, town: Town) -> None:
-    response = post(client, service_code=GARBAGE, lat=str(LAT), long=str(LONG))
+def test_post_answers_the_request_id_and_the_time_limit(
+    client: TestClient, town: Town, post: Post
+) -> None:
+    response = post(service_code=GARBAGE, lat=str(LAT), long=str(LONG))
     (answer,) = response.json()
     assert set(answer) == {"service_request_id", "service_notice", "account_id"}
     assert "4 working hours" in answer["service_notice"]
 
 
 def test_posted_address_string_is_resolved_to_its_stairwell(
-    client: TestClient, connection: Connection, town: Town
+    client: TestClient, connection: Connection, town: Town, create: Create
 ) -> None:
-    request_id = create(client, lat="", long="", address_string="八角南路社区 12号楼1单元")
+    request_id = create(lat="", long="", address_string="八角南路社区 12号楼1单元")
     stairwell = connection.execute(
         text("SELECT stairwell_id FROM cases WHERE id = :id"), {"id": int(request_id)}
     ).scalar_one()
     assert stairwell == town.stairwells["south-12-1"]
 
 
-def test_post_without_a_location_is_400_in_open311_format(client: TestClient, town: Town) -> None:
-    assert_open311_error(post(client, service_code=GARBAGE), 400)
+def test_post_without_a_location_is_400_in_open311_format(
+    client: TestClient, town: Town, post: Post
+) -> None:
+    assert_open311_error(post(service_code=GARBAGE), 400)
 
 
-def test_post_with_an_unknown_service_code_is_400(client: TestClient, town: Town) -> None:
-    response = post(client, service_code="X9999", lat=str(LAT), long=str(LONG))
+def test_post_with_an_unknown_service_code_is_400(
+    client: TestClient, town: Town, post: Post
+) -> None:
+    response = post(service_code="X9999", lat=str(LAT), long=str(LONG))
     assert_open311_error(response, 400)
     assert "service_code" in response.json()[0]["description"]
 
 
-def test_post_with_latitude_out_of_range_is_400_naming_lat(client: TestClient, town: Town) -> None:
-    response = post(client, service_code=GARBAGE, lat="95", long=str(LONG))
+def test_post_with_latitude_out_of_range_is_400_naming_lat(
+    client: TestClient, town: Town, post: Post
+) -> None:
+    response = post(service_code=GARBAGE, lat="95", long=str(LONG))
     assert_open311_error(response, 400)
     assert response.json()[0]["description"].startswith("lat")
 
 
 def test_new_request_is_open_with_the_fine_state_in_the_notes(
-    georeport_client: GeoReport, client: TestClient, town: Town
+    georeport_client: GeoReport, client: TestClient, town: Town, create: Create
 ) -> None:
-    request = georeport_client.get_service_request(create(client))
+    request = georeport_client.get_service_request(create())
     assert_request_fields(request)
     assert request["status"] == "open"
     assert request["status_notes"].startswith("reported")
@@ -219,9 +326,13 @@ def test_new_request_is_open_with_the_fine_state_in_the_notes(
 
 
 def test_dispatched_request_expects_its_deadline_from_its_department(
-    georeport_client: GeoReport, client: TestClient, connection: Connection, town: Town
+    georeport_client: GeoReport,
+    client: TestClient,
+    connection: Connection,
+    town: Town,
+    create: Create,
 ) -> None:
-    request_id = create(client)
+    request_id = create()
     apply_transition(connection, int(request_id), "filed", actor="s", role="staff")
     view = apply_transition(
         connection, int(request_id), "dispatched", actor="s", role="staff", receiver="物业公司"
@@ -234,9 +345,13 @@ def test_dispatched_request_expects_its_deadline_from_its_department(
 
 
 def test_voided_request_is_closed_with_the_fine_state_in_the_notes(
-    georeport_client: GeoReport, client: TestClient, connection: Connection, town: Town
+    georeport_client: GeoReport,
+    client: TestClient,
+    connection: Connection,
+    town: Town,
+    create: Create,
 ) -> None:
-    request_id = create(client)
+    request_id = create()
     apply_transition(
         connection, int(request_id), "voided", actor="s", role="staff", reason="重复上报"
     )
@@ -246,9 +361,13 @@ def test_voided_request_is_closed_with_the_fine_state_in_the_notes(
 
 
 def test_requests_filter_by_status(
-    georeport_client: GeoReport, client: TestClient, connection: Connection, town: Town
+    georeport_client: GeoReport,
+    client: TestClient,
+    connection: Connection,
+    town: Town,
+    create: Create,
 ) -> None:
-    kept, voided = create(client), create(client)
+    kept, voided = create(), create()
     apply_transition(connection, int(voided), "voided", actor="s", role="staff", reason="重复")
     open_ids = {
         r["service_request_id"] for r in georeport_client.get_service_requests(status="open")
@@ -259,18 +378,18 @@ def test_requests_filter_by_status(
 
 
 def test_requests_filter_by_service_code(
-    georeport_client: GeoReport, client: TestClient, town: Town
+    georeport_client: GeoReport, client: TestClient, town: Town, create: Create
 ) -> None:
-    garbage, ads = create(client), create(client, service_code="E0201")
+    garbage, ads = create(), create(service_code="E0201")
     found = georeport_client.get_service_requests(service_code="E0201")
     assert [r["service_request_id"] for r in found] == [ads]
     assert garbage not in {r["service_request_id"] for r in found}
 
 
 def test_requests_by_ids_ignore_the_other_filters(
-    georeport_client: GeoReport, client: TestClient, town: Town
+    georeport_client: GeoReport, client: TestClient, town: Town, create: Create
 ) -> None:
-    first, second = create(client), create(client)
+    first, second = create(), create()
     found = georeport_client.get_service_requests(
         service_request_id=f"{first},{second}", service_code="E0201"
     )
@@ -326,8 +445,10 @@ def test_unknown_request_is_404_in_open311_format(client: TestClient) -> None:
     assert_open311_error(client.get("/open311/v2/requests/99999999.json"), 404)
 
 
-def test_reporter_contact_never_appears_in_get_answers(client: TestClient, town: Town) -> None:
-    request_id = create(client, first_name="小明", last_name="张", phone="13811112222")
+def test_reporter_contact_never_appears_in_get_answers(
+    client: TestClient, town: Town, create: Create
+) -> None:
+    request_id = create(first_name="小明", last_name="张", phone="13811112222")
     answers = [
         client.get("/open311/v2/requests.json").text,
         client.get(f"/open311/v2/requests/{request_id}.json").text,
@@ -339,9 +460,9 @@ def test_reporter_contact_never_appears_in_get_answers(client: TestClient, town:
 
 
 def test_reporter_contact_is_kept_for_staff(
-    client: TestClient, connection: Connection, town: Town
+    client: TestClient, connection: Connection, town: Town, create: Create
 ) -> None:
-    request_id = create(client, first_name="小明", last_name="张", phone="13811112222")
+    request_id = create(first_name="小明", last_name="张", phone="13811112222")
     row = connection.execute(
         text("SELECT reporter_name, reporter_phone FROM cases WHERE id = :id"),
         {"id": int(request_id)},

@@ -18,12 +18,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 from typer.testing import CliRunner
 
+from gis.auth import Principal
 from gis.cases.calendar import WorkingCalendar
 from gis.cases.stats import FIELDS
 from gis.cases.workflow import apply_transition
 from gis.cli import app as cli
 from tests.test_cases_week import SCRIPT, _place
-from tests.workflow_client import Actor, client_as
+from tests.workflow_client import client_as
 
 WEEK = {"since": "2026-09-20", "until": "2026-09-28"}  # [20 Sep 00:00, 29 Sep 00:00) +08:00
 GRID1, GRID2 = "110108001001001", "110108001001002"
@@ -58,7 +59,7 @@ def week(connection: Connection) -> dict[str, int]:
 
 @pytest.fixture
 def client(database_url: str, connection: Connection) -> Iterator[TestClient]:
-    with client_as(database_url, connection, Actor("统计员", frozenset({"planner"}))) as c:
+    with client_as(database_url, connection, Principal("统计员", frozenset({"planner"}))) as c:
         yield c
 
 

@@ -14,17 +14,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
+from gis.auth import Principal
 from gis.cases.calendar import WorkingCalendar
 from gis.cases.categories import TimeLimit
 from gis.cases.deadlines import deadline
 from gis.cases.reporting import CaseReport, report_case
 from gis.cases.workflow import apply_transition
 from tests.case_town import X0, Y0, D, seed_town
-from tests.workflow_client import Actor, client_as
+from tests.workflow_client import client_as
 
-STAFF = Actor("李主任", frozenset({"staff"}))
-WORKER = Actor("王网格员", frozenset({"worker"}))
-PLANNER = Actor("规划师", frozenset({"planner"}))
+STAFF = Principal("李主任", frozenset({"staff"}))
+WORKER = Principal("王网格员", frozenset({"worker"}))
+PLANNER = Principal("规划师", frozenset({"planner"}))
 GARBAGE = "E0103"  # exposed garbage: 4 working hours
 
 
@@ -215,7 +216,7 @@ def test_a_worker_may_not_file_a_case(worker: TestClient, case_id: int) -> None:
 def test_a_principal_with_several_roles_acts_in_the_one_the_step_allows(
     database_url: str, connection: Connection, case_id: int
 ) -> None:
-    both = Actor("值班员", frozenset({"worker", "staff"}))
+    both = Principal("值班员", frozenset({"worker", "staff"}))
     with client_as(database_url, connection, both) as client:
         step(client, case_id, "filed")
         step(client, case_id, "dispatched")

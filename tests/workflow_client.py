@@ -2,14 +2,14 @@
 
 Reads and writes (workflow and Open311 routes) go through the test's ``connection``, so rows
 inserted by a test are seen by the API and vanish afterwards. The principal is replaced by a
-fixed name and roles, as access control would hand it to the routes.
+fixed name and roles (``gis.auth.Principal``), as access control would hand it to the
+routes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
@@ -17,26 +17,15 @@ from sqlalchemy import Connection
 from api.app import AppSettings, create_app
 from api.deps import get_principal, get_read_connection
 from api.routers.workflow import get_workflow_connection
-from gis.cases.open311 import Open311Settings
+from gis.auth import Principal
 from gis.settings import DatabaseSettings
-
-API_KEY = "test-key-0123456789"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who calls: a name and roles, as the principal of a request."""
-
-    name: str
-    roles: frozenset[str] = field(default_factory=frozenset)
 
 
 @contextmanager
-def client_as(database_url: str, connection: Connection, actor: Actor) -> Iterator[TestClient]:
+def client_as(database_url: str, connection: Connection, actor: Principal) -> Iterator[TestClient]:
     """Yield a TestClient whose requests come from ``actor`` and use ``connection``."""
     settings = AppSettings(
         database=DatabaseSettings(database_url=database_url),
-        open311=Open311Settings(api_keys=f"{API_KEY},second-key"),
     )
     app = create_app(settings)
     app.dependency_overrides[get_read_connection] = lambda: connection

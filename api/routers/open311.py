@@ -11,17 +11,19 @@ one, 404 for an unknown service or request. Reporter contact is never part of an
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 
-from api.deps import ReadConnectionDep
+from api.deps import PrincipalDep, ReadConnectionDep
 from api.routers.workflow import WorkflowConnectionDep
+from gis.auth import AuthenticationError, Principal, authenticate_token
 from gis.cases.open311 import (
     MAX_ID,
+    POSTING_ROLES,
     SPECIFICATION,
     Open311Settings,
     get_request,
@@ -90,12 +92,25 @@ def get_service(service_code: str) -> dict[str, Any] | JSONResponse:
         return open311_error(404, str(exc))
 
 
-def _authorise(form: dict[str, str], settings: Open311Settings) -> JSONResponse | None:
-    key = form.get("api_key", "")
+def _authorise(
+    connection: Connection, form: dict[str, str], principal: Principal, request: Request
+) -> JSONResponse | None:
+    """Admit a poster by its ``api_key``: a token of a user whose role may report."""
+    key = form.get("api_key", "").strip()
     if not key:
         return open311_error(401, "api_key is required to post a service request")
-    if not any(hmac.compare_digest(key, known) for known in settings.accepted_keys()):
-        return open311_error(403, "api_key is not valid")
+    if principal.authenticated:
+        # Access control already authenticated this request's api_key (and its role).
+        poster = principal
+    else:
+        try:
+            poster = authenticate_token(connection, key)
+        except AuthenticationError:
+            return open311_error(403, "api_key is not valid")
+    if not poster.has_any(POSTING_ROLES):
+        return open311_error(403, f"role {poster.role} may not post service requests")
+    # The audit of writes records who posted.
+    request.state.principal = poster
     return None
 
 
@@ -122,18 +137,21 @@ async def read_form(request: Request) -> dict[str, str] | JSONResponse:
     },
 )
 def post_request(
+    request: Request,
     form: Annotated[dict[str, str] | JSONResponse, Depends(read_form)],
     connection: WorkflowConnectionDep,
-    settings: Open311SettingsDep,
+    principal: PrincipalDep,
 ) -> list[dict[str, Any]] | JSONResponse:
     """Create a service request from a form-encoded body (``api_key`` required).
+
+    The ``api_key`` is a token of a user whose role may report (reporter, staff, admin).
 
     Location: ``lat``/``long`` in WGS84 degrees, or ``address_string``. Answers 201 with
     ``[{service_request_id, service_notice, account_id}]``.
     """
     if isinstance(form, JSONResponse):
         return form
-    refused = _authorise(form, settings)
+    refused = _authorise(connection, form, principal, request)
     if refused is not None:
         return refused
     try:

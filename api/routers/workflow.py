@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Annotated, Protocol
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from api.deps import EngineDep, PrincipalDep, ReadConnectionDep
+from gis.auth import CONTACT_ROLES, PermissionDeniedError, Principal
 from gis.cases.categories import TimeLimit
 from gis.cases.deadlines import TimeStatus
 from gis.cases.workflow import (
@@ -34,24 +35,6 @@ from gis.cases.workflow import (
 from gis.db import translate_errors
 
 router = APIRouter(tags=["workflow"])
-
-
-class Principal(Protocol):
-    """What the workflow reads of a request's principal: its name and roles."""
-
-    @property
-    def name(self) -> str:
-        """The name recorded as the actor."""
-        ...
-
-    @property
-    def roles(self) -> frozenset[str]:
-        """The roles held (the workflow uses those of ``gis.cases.workflow.ROLES``)."""
-        ...
-
-
-#: Roles that see a reporter's name and phone (DOMAIN §3: staff handling the case).
-CONTACT_ROLES = frozenset({"staff", "admin"})
 
 
 def get_workflow_connection(engine: EngineDep) -> Iterator[Connection]:
@@ -159,12 +142,12 @@ def _acting_roles(principal: Principal, asked: str | None) -> list[str]:
     roles = workflow_roles(principal)
     if asked is not None:
         if asked not in roles:
-            detail = f"{principal.name} does not hold the workflow role {asked!r}"
-            raise HTTPException(status_code=403, detail=detail)
+            msg = f"{principal.name} does not hold the workflow role {asked!r}"
+            raise PermissionDeniedError(msg)
         return [asked]
     if not roles:
-        detail = f"{principal.name} holds no workflow role ({', '.join(ROLES)})"
-        raise HTTPException(status_code=403, detail=detail)
+        msg = f"{principal.name} holds no workflow role ({', '.join(ROLES)})"
+        raise PermissionDeniedError(msg)
     return roles
 
 

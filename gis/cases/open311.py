@@ -35,6 +35,8 @@ from gis.settings import CaseSettings
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CLOSED_STATES = ("closed", "evaluated", "voided")
 PUBLIC_STATUSES = ("open", "closed")
+#: Roles whose token may post service requests as ``api_key``.
+POSTING_ROLES = frozenset({"reporter", "staff", "admin"})
 MAX_ID = 2**31 - 1  # case ids are 32-bit integers
 
 #: The workflow states as the public reads them in ``status_notes``.
@@ -70,23 +72,18 @@ _ISO_8601 = re.compile(
 class Open311Settings(BaseSettings):
     """The GeoReport endpoint (``WANGGE_OPEN311_*``).
 
-    ``api_keys`` is a comma-separated list of keys that may post requests (one per reporting
-    application); an empty list means nobody may post.
+    Posting needs an ``api_key``: a token of a ``wangge users`` user (``gis.auth``) whose role
+    may report (:data:`POSTING_ROLES`), one per reporting application.
     """
 
     model_config = SettingsConfigDict(env_prefix="WANGGE_OPEN311_", extra="ignore")
 
-    api_keys: str = ""
     jurisdiction_id: str = "wangge"
     contact: str = "Subdistrict command centre (街道指挥中心)"
     timezone: str = "Asia/Shanghai"
     # Defaults of GET requests: the most recent days, the first results.
     default_days: int = Field(default=90, ge=1)
     max_requests: int = Field(default=1000, ge=1)
-
-    def accepted_keys(self) -> frozenset[str]:
-        """Return the accepted API keys."""
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
 
 
 def parse_datetime(value: str, field: str, *, timezone: str = "Asia/Shanghai") -> dt.datetime:
