@@ -63,10 +63,26 @@ def insert_facility(connection: Connection, kind: str, x: float, y: float) -> in
     )
 
 
+def node_streets(connection: Connection) -> None:
+    """Split the synthetic streets where they cross: real street data meets at shared nodes."""
+    lines = connection.execute(
+        text("DELETE FROM street_segment WHERE source = 'synthetic' RETURNING ST_AsBinary(geom)")
+    ).scalars()
+    pieces = shapely.get_parts(shapely.union_all([shapely.from_wkb(bytes(w)) for w in lines]))
+    connection.execute(
+        text(
+            "INSERT INTO street_segment (source, source_id, part, highway, geom, length_m) "
+            "VALUES ('synthetic', :sid, 0, 'residential', ST_GeomFromText(:wkt, 4326), 1)"
+        ),
+        [{"sid": f"n{i}", "wkt": g.wkt} for i, g in enumerate(pieces)],
+    )
+
+
 @pytest.fixture
 def town(connection: Connection) -> dict[str, object]:
     made = synthetic_subdistrict(connection, code=CODE, buildings=80, communities=(2, 2), seed=7)
     generate_grids(connection, community_ids=made.community_ids, target_households=400)
+    node_streets(connection)
     rng = np.random.default_rng(3)
     ids = [
         insert_facility(connection, TYPES[i % len(TYPES)], *rng.uniform(0, 600, size=2))
@@ -130,6 +146,15 @@ def _extent_of(connection: Connection, area_id: int) -> object:
         text("SELECT ST_AsBinary(extent) FROM circle_area WHERE id = :a"), {"a": area_id}
     ).scalar_one()
     return shapely.from_wkb(bytes(wkb))
+
+
+def test_the_synthetic_network_is_connected(
+    connection: Connection, town: dict[str, object]
+) -> None:
+    ext = shapely.box(*town["area"].bounds)  # type: ignore[attr-defined]
+    network = build_network(connection, ext)
+    assert network is not None
+    assert len(network.components()) == 1
 
 
 def test_stored_coverage_uses_walking_distances_on_the_network(
