@@ -263,3 +263,18 @@ def test_file_without_a_category_column_is_refused(connection: Connection) -> No
     with pytest.raises(InputError) as caught:
         import_cases_batch(connection, b"lon,lat\n116.3,39.9\n")
     assert caught.value.field == "columns"
+
+
+def test_text_fields_and_photo_urls_arrive_intact(connection: Connection, town: Town) -> None:
+    body = (
+        "external_id,category,lon,lat,description,photo_urls,reporter_phone\n"
+        f't-1,E0103,{P002[0]},{P002[1]},"门口, ""堆放""\n垃圾\\t",'
+        "http://a/1.jpg|http://a/2.jpg,13912345678\n"
+    ).encode()
+    import_cases_batch(connection, body)
+    row = connection.execute(
+        text("SELECT description, photo_urls, reporter_phone FROM cases WHERE external_id = 't-1'")
+    ).one()
+    assert row.description == '门口, "堆放"\n垃圾\\t'
+    assert row.photo_urls == ["http://a/1.jpg", "http://a/2.jpg"]
+    assert row.reporter_phone == "13912345678"
