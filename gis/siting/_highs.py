@@ -64,6 +64,8 @@ def solve_mip(
     start: FloatArray | None = None,
     relax: bool = False,
     heuristic_effort: float | None = None,
+    integral_objective: bool = False,
+    presolve: bool = True,
 ) -> MipOutcome:
     """Solve ``problem`` with HiGHS.
 
@@ -81,6 +83,11 @@ def solve_mip(
         Solve the LP relaxation (integrality dropped).
     heuristic_effort : float, optional
         HiGHS ``mip_heuristic_effort``; 0 skips its primal heuristics when ``start`` is good.
+    integral_objective : bool
+        Every feasible objective is an integer: the search stops once the bound is within 1
+        of the incumbent, and the bound is rounded accordingly.
+    presolve : bool
+        Run HiGHS presolve (off pays when the caller has already reduced the model).
 
     Returns
     -------
@@ -97,6 +104,10 @@ def solve_mip(
     h.setOptionValue("random_seed", 0)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
+    if integral_objective:
+        h.setOptionValue("mip_abs_gap", 1.0 - 1e-6)
+    if not presolve:
+        h.setOptionValue("presolve", "off")
     if heuristic_effort is not None:
         h.setOptionValue("mip_heuristic_effort", float(heuristic_effort))
         if heuristic_effort == 0:
@@ -157,6 +168,8 @@ def solve_mip(
     bound = float(info.mip_dual_bound) if is_mip else objective
     if not np.isfinite(bound):
         bound = np.inf if problem.maximize else -np.inf
+    elif integral_objective:
+        bound = float(np.floor(bound + 1e-6) if problem.maximize else np.ceil(bound - 1e-6))
     gap = relative_gap(objective, bound) if np.isfinite(bound) else np.inf
     return MipOutcome(
         x=x,

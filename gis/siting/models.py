@@ -865,6 +865,11 @@ class PMedian(_SitingModel):
         bound, closed, forced = heur.median_lagrangian_bound(
             dist, w, allowed=~self.existing, fixed=fixed, p=self.p, upper=upper
         )
+        weighted = w[:, None] * dist
+        finite_costs = weighted[np.isfinite(weighted)]
+        integral = bool(np.array_equal(finite_costs, np.round(finite_costs)))
+        if integral:
+            bound = float(np.ceil(bound - 1e-6))
         if method == "heuristic":
             return self._answer(chosen, SolveStatus.HEURISTIC, bound, "heuristic", started)
         if bound >= upper - 1e-9 * max(1.0, abs(upper)):
@@ -887,7 +892,13 @@ class PMedian(_SitingModel):
         # The interchange answer is usually optimal already: HiGHS's own primal heuristics
         # (sub-MIPs) would spend most of the time re-finding it.
         outcome = solve_mip(
-            problem, time_limit=remaining, mip_gap=mip_gap, start=start, heuristic_effort=0.0
+            problem,
+            time_limit=remaining,
+            mip_gap=mip_gap,
+            start=start,
+            heuristic_effort=0.0,
+            integral_objective=integral,
+            presolve=False,
         )
         new_cols = np.flatnonzero(variable)
         picked = new_cols[np.flatnonzero(outcome.x[: new_cols.size] > 0.5)]
