@@ -113,32 +113,36 @@ class BodySizeLimit:
                     return
         received = 0
         started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLargeError
+                if received > self.limit and not started:
+                    # Answer now; the route sees a client that went away and its own
+                    # answer (if any) is dropped below.
+                    refused = True
+                    await self._response()(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLargeError:
-            if started:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
                 raise
-            await self._response()(scope, receive, send)
-
-
-class _BodyTooLargeError(Exception):
-    pass
 
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -271,3 +271,50 @@ def test_overdue_lists_open_cases_past_their_deadline(
     late = next(c for c in answer["cases"] if c["id"] == case_id)
     assert late["time"]["overdue"] is True
     assert late["time"]["left_s"] < 0
+
+
+def _dispatch_at(connection: Connection, case_id: int, at: dt.datetime) -> None:
+    apply_transition(connection, case_id, "filed", actor="s", role="staff", at=at)
+    apply_transition(
+        connection, case_id, "dispatched", actor="s", role="staff", at=at + dt.timedelta(minutes=5)
+    )
+
+
+def test_case_list_overdue_filter_gives_late_cases_most_overdue_first(
+    staff: TestClient, connection: Connection, case_id: int
+) -> None:
+    later = report_case(
+        connection, CaseReport(category=GARBAGE, lon=X0 + 0.5 * D, lat=Y0 + 0.3 * D)
+    ).case.id
+    fresh = report_case(
+        connection, CaseReport(category=GARBAGE, lon=X0 + 0.5 * D, lat=Y0 + 0.35 * D)
+    ).case.id
+    _dispatch_at(connection, later, dt.datetime(2026, 5, 6, 9, 0, tzinfo=dt.UTC))
+    _dispatch_at(connection, case_id, dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC))
+    step(staff, fresh, "filed")
+    step(staff, fresh, "dispatched")
+    response = staff.get("/cases", params={"overdue": "true"})
+    assert response.status_code == 200, response.text
+    features = response.json()["features"]
+    assert [f["id"] for f in features] == [case_id, later]
+    assert all(f["properties"]["time_left_s"] < 0 for f in features)
+    assert all(f["properties"]["time_used_s"] > 4 * 3600 for f in features)
+
+
+def test_case_list_overdue_filter_combines_with_category(
+    staff: TestClient, connection: Connection, case_id: int
+) -> None:
+    _dispatch_at(connection, case_id, dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC))
+    other = staff.get("/cases", params={"overdue": "true", "category": "E0201"}).json()
+    same = staff.get("/cases", params={"overdue": "true", "category": GARBAGE}).json()
+    assert (other["numberReturned"], same["numberReturned"]) == (0, 1)
+
+
+def test_case_list_overdue_filter_shows_no_reporter_contact(
+    staff: TestClient, connection: Connection, case_id: int
+) -> None:
+    _dispatch_at(connection, case_id, dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC))
+    response = staff.get("/cases", params={"overdue": "true"})
+    assert response.json()["numberReturned"] == 1
+    assert "13900001111" not in response.text
+    assert "赵女士" not in response.text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -22,6 +22,7 @@ from api.deps import ApiSettingsDep, EngineDep, PrincipalDep, ReadConnectionDep
 from api.errors import error_body
 from api.routers.locate import CaseSettingsDep, address_error_response
 from gis.addresses import AmbiguousAddressError, UnknownAddressError
+from gis.cases.overdue import overdue_cases
 from gis.cases.reporting import (
     BatchReport,
     BatchTooLargeError,
@@ -254,10 +255,33 @@ def get_cases(
     until: Annotated[datetime | None, Query(description="Reported before (with zone).")] = None,
     limit: Annotated[int, Query(description="Page size.")] = 100,
     offset: Annotated[int, Query(description="Cases skipped (ordered by id).")] = 0,
+    overdue: Annotated[
+        bool, Query(description="Only open cases past their deadline, most overdue first.")
+    ] = False,
 ) -> Response:
-    """Return cases as GeoJSON, ordered by id, one page at a time."""
+    """Return cases as GeoJSON, ordered by id, one page at a time.
+
+    With ``overdue=true``: the open cases past their deadline now, most overdue first, each
+    with its deadline and time used and left (``gis.cases.overdue``).
+    """
     if bbox is not None and not bbox.strip():
         raise InputError("bbox", "must not be empty: give minlon,minlat,maxlon,maxlat")
+    if overdue:
+        late = overdue_cases(
+            connection,
+            now=datetime.now(UTC),
+            bbox=bbox,
+            grid=grid or None,
+            community=community or None,
+            category=category or None,
+            status=status or None,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+            max_limit=api.layer_limit_max,
+        )
+        return Response(content=late, media_type=GEOJSON)
     body = list_cases(
         connection,
         bbox=bbox,
