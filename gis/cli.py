@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
+from gis.auth_cli import db_dump, db_restore, users_app
 from gis.cases.reporting_cli import cases_app, import_addresses, locate_command
 from gis.cases.stats_cli import stats_command
 from gis.db import check_database, database_url, embedded_cluster, make_engine, migrate
@@ -24,6 +25,9 @@ app.add_typer(db_app, name="db")
 import_app = typer.Typer(no_args_is_help=True, help="Import real data into the database.")
 app.add_typer(import_app, name="import")
 app.add_typer(grids_app, name="grids")
+app.add_typer(users_app, name="users")
+db_app.command("dump")(db_dump)
+db_app.command("restore")(db_restore)
 app.add_typer(users_app, name="users")
 db_app.command("dump")(db_dump)
 db_app.command("restore")(db_restore)
