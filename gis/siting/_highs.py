@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import highspy
@@ -99,7 +98,7 @@ def solve_mip(
         HiGHS reports the model infeasible, fails, or stops without any feasible solution.
     """
     h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", os.environ.get("SITING_HIGHS_LOG") == "1")
+    h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     h.setOptionValue("random_seed", 0)
     if time_limit is not None:
