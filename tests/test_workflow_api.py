@@ -318,3 +318,14 @@ def test_case_list_overdue_filter_shows_no_reporter_contact(
     assert response.json()["numberReturned"] == 1
     assert "13900001111" not in response.text
     assert "赵女士" not in response.text
+
+
+def test_transition_of_an_unknown_case_is_404(staff: TestClient) -> None:
+    response = staff.post("/cases/99999999/transitions", json={"to_state": "filed"})
+    assert response.status_code == 404
+
+
+def test_unknown_target_state_is_422_naming_to_state(staff: TestClient, case_id: int) -> None:
+    response = staff.post(f"/cases/{case_id}/transitions", json={"to_state": "finished"})
+    assert response.status_code == 422
+    assert response.json()["parameter"] == "to_state"
