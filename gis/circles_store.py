@@ -1225,3 +1225,72 @@ def facility_point(connection: Connection, facility_id: int) -> tuple[float, flo
         msg = f"no facility {facility_id}"
         raise NotFoundError(msg)
     return float(row[0]), float(row[1])
+
+
+def area_summary(connection: Connection, area_id: int) -> dict[str, Any]:
+    """Summarise a stored area: stairwells, rows, methods, stairwells far from the network.
+
+    Raises
+    ------
+    NotFoundError
+        If no area has id ``area_id``.
+    """
+    row = connection.execute(
+        text(
+            "SELECT a.name, a.computed_at, count(c.*) AS rows, "
+            "count(DISTINCT c.stairwell_id) AS stairwells, "
+            "count(DISTINCT c.stairwell_id) FILTER (WHERE c.too_far) AS too_far, "
+            "coalesce(array_agg(DISTINCT c.method) FILTER (WHERE c.method IS NOT NULL), "
+            "'{}') AS methods "
+            "FROM circle_area a LEFT JOIN circle_coverage c ON c.area_id = a.id "
+            "WHERE a.id = :id GROUP BY a.id"
+        ),
+        {"id": area_id},
+    ).first()
+    if row is None:
+        msg = f"no computed area {area_id}"
+        raise NotFoundError(msg)
+    return {
+        "area_id": area_id,
+        "name": row.name,
+        "computed_at": row.computed_at.isoformat(),
+        "stairwells": int(row.stairwells),
+        "rows": int(row.rows),
+        "stairwells_far_from_network": int(row.too_far),
+        "methods": sorted(row.methods),
+    }
+
+
+def area_inputs(
+    connection: Connection,
+    area_id: int,
+    *,
+    settings: CircleSettings | None = None,
+    network_settings: NetworkSettings | None = None,
+) -> AreaInputs:
+    """Load the inputs (stairwells, facilities, network) of a stored area.
+
+    Raises
+    ------
+    NotFoundError
+        If no area has id ``area_id``.
+    """
+    row = connection.execute(
+        text(
+            "SELECT ST_AsBinary(area), ST_AsBinary(extent), computed_at FROM circle_area "
+            "WHERE id = :id"
+        ),
+        {"id": area_id},
+    ).first()
+    if row is None:
+        msg = f"no computed area {area_id}"
+        raise NotFoundError(msg)
+    return load_inputs(
+        connection,
+        shapely.from_wkb(bytes(row[0])),
+        shapely.from_wkb(bytes(row[1])),
+        area_id=area_id,
+        computed_at=row[2],
+        settings=settings,
+        network_settings=network_settings,
+    )

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gis.auth_cli import db_dump, db_restore, users_app
 from gis.cases.reporting_cli import cases_app, import_addresses, locate_command
 from gis.cases.stats_cli import stats_command
+from gis.circles_cli import circles_app
 from gis.db import check_database, database_url, embedded_cluster, make_engine, migrate
 from gis.errors import WanggeError
 from gis.grids.cli import grids_app
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 import_app = typer.Typer(no_args_is_help=True, help="Import real data into the database.")
 app.add_typer(import_app, name="import")
 app.add_typer(grids_app, name="grids")
+app.add_typer(circles_app, name="circles")
 app.add_typer(users_app, name="users")
 db_app.command("dump")(db_dump)
 db_app.command("restore")(db_restore)
@@ -135,6 +137,7 @@ def import_osm(
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from gis.circles_store import store_gates_and_barriers
     from gis.loader import store_layers
     from gis.osm import OsmLayers, load_facility_mapping, read_source
     from gis.stairwells import building_ids_for, estimate_stairwells
@@ -164,6 +167,8 @@ def import_osm(
                     for layers in read:
                         task = progress.add_task(f"storing {layers.path}")
                         summaries.append(store_layers(connection, layers, source=source))
+                        # Gates and walls of gated compounds, for the walking network.
+                        store_gates_and_barriers(connection, layers, source=source)
                         progress.update(task, description=f"stored {layers.path}")
                     progress.add_task("estimating stairwells")
                     imported = [i for layers in read for i in layers.buildings["source_id"]]
