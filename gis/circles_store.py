@@ -780,8 +780,7 @@ def _rewrite_changed(
     b = before.set_index(key).reindex(a.index)
     same = np.ones(len(a), dtype=bool)
     for c in cols:
-        x, y = a[c].astype(object).to_numpy(), b[c].astype(object).to_numpy()
-        same &= np.array([_equal(p, q) for p, q in zip(x, y, strict=True)], dtype=bool)
+        same &= _same_values(a[c], b[c])
     changed = a.loc[~same].reset_index()
     if changed.empty:
         return 0
@@ -796,14 +795,21 @@ def _rewrite_changed(
     return _write(connection, changed, area_id, settings)
 
 
-def _equal(p: Any, q: Any) -> bool:
-    if p is None or p is pd.NA or (isinstance(p, float) and np.isnan(p)):
-        return q is None or q is pd.NA or (isinstance(q, float) and np.isnan(q))
-    if q is None or q is pd.NA:
-        return False
-    if isinstance(p, float) or isinstance(q, float):
-        return bool(np.isclose(float(p), float(q), rtol=0, atol=1e-6))
-    return bool(p == q)
+def _same_values(x: pd.Series, y: pd.Series) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Element-wise equality, missing equal to missing; floats to within a micrometre."""
+    x_na = x.isna().to_numpy()
+    y_na = y.isna().to_numpy()
+    both = ~x_na & ~y_na
+    out = x_na & y_na
+    if pd.api.types.is_float_dtype(x) or pd.api.types.is_float_dtype(y):
+        xv = x.to_numpy(dtype=float, na_value=np.nan)
+        yv = y.to_numpy(dtype=float, na_value=np.nan)
+        out[both] = np.abs(xv[both] - yv[both]) <= 1e-6
+    else:
+        xo = x.astype(object).to_numpy()
+        yo = y.astype(object).to_numpy()
+        out[both] = xo[both] == yo[both]
+    return out
 
 
 # --- reports -------------------------------------------------------------------------------

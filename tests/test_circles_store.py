@@ -403,3 +403,21 @@ def test_a_closed_gate_keeps_the_walk_out_of_the_compound(connection: Connection
     street = gpd.GeoSeries([shapely.Point(lonlat(-150, 0))], crs=4326)
     assert open_net.snap(street).frame["component"].iloc[0] == comp_open
     assert closed_net.snap(street).frame["component"].iloc[0] != comp_closed
+
+
+def test_a_change_rewrites_only_rows_of_its_type(
+    connection: Connection, town: dict[str, object]
+) -> None:
+    area_id = compute_area(connection, town["area"], name="town")
+    stairwells = len(stored_table(connection, area_id=area_id)["origin"].unique())
+    lon, lat = lonlat(20, 20)
+    connection.execute(
+        text(
+            "INSERT INTO facility (source, source_id, type, geom) VALUES ('test', 'corner', "
+            "'kindergarten', ST_SetSRID(ST_MakePoint(:x, :y), 4326))"
+        ),
+        {"x": lon, "y": lat},
+    )
+    written = refresh(connection, [(lon, lat, "kindergarten")])
+    levels = len(CircleSettings().standard_radius_m) * (1 + len(CircleSettings().speeds_kmh))
+    assert 0 < written <= stairwells * levels
