@@ -71,6 +71,13 @@ ACCESS: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/open311/v2/requests.json"): None,
     ("GET", "/open311/v2/requests/{service_request_id}.json"): None,
     ("POST", "/open311/v2/requests.json"): frozenset({"reporter", "staff", "admin"}),
+    # Grid cells, their counts and who answers for them: worker names, never phones.
+    ("GET", "/grids"): ALL,
+    ("GET", "/grids/{code}"): ALL,
+    ("GET", "/grids/{code}/worker"): ALL,
+    # Validation reports name buildings; generating replaces the current cells.
+    ("GET", "/grids/validate"): OFFICE | {"planner"},
+    ("POST", "/grids/generate"): OFFICE,
 }
 
 

@@ -18,7 +18,18 @@ from sqlalchemy import Engine
 from api import access
 from api.deps import get_principal
 from api.errors import add_exception_handlers
-from api.routers import cases, circles, health, layers, locate, maps, open311, stats, workflow
+from api.routers import (
+    cases,
+    circles,
+    grids,
+    health,
+    layers,
+    locate,
+    maps,
+    open311,
+    stats,
+    workflow,
+)
 from gis.cases.open311 import Open311Settings
 from gis.db import database_url, make_engine
 from gis.settings import ApiSettings, DatabaseSettings
@@ -74,7 +85,7 @@ def create_app(settings: AppSettings | None = None, *, engine: Engine | None = N
     app.state.settings = config
     add_exception_handlers(app)
     access.install(app, max_body_bytes=config.api.max_body_bytes, exempt=("/cases/batch",))
-    for module in (health, layers, maps, locate, cases, workflow, stats, open311, circles):
+    for module in (health, layers, maps, locate, cases, workflow, stats, open311, circles, grids):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
