@@ -27,8 +27,8 @@ from gis.cluster import EmbeddedCluster
 from gis.db import migrate
 from gis.settings import ApiSettings, DatabaseSettings
 
-POSTS = 2_000
-STOP_AFTER = 300
+POSTS = 600
+STOP_AFTER = 200
 CATEGORY = "E0103"
 
 

@@ -53,7 +53,9 @@ def get_batch_connection(engine: EngineDep) -> Iterator[Connection]:
         yield connection
 
 
-WriteConnectionDep = Annotated[Connection, Depends(get_write_connection)]
+# scope="function": the transaction commits before the response is sent, so a case is never
+# answered 201 and then lost to a failed commit.
+WriteConnectionDep = Annotated[Connection, Depends(get_write_connection, scope="function")]
 BatchConnectionDep = Annotated[Connection, Depends(get_batch_connection)]
 
 

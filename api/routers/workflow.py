@@ -43,7 +43,8 @@ def get_workflow_connection(engine: EngineDep) -> Iterator[Connection]:
         yield connection
 
 
-WorkflowConnectionDep = Annotated[Connection, Depends(get_workflow_connection)]
+# scope="function": commit before the response is sent (a failed commit is never answered 2xx).
+WorkflowConnectionDep = Annotated[Connection, Depends(get_workflow_connection, scope="function")]
 
 
 class ExtensionIn(BaseModel):
