@@ -385,14 +385,28 @@ def _split(
     return np.array(out, dtype=object)
 
 
+def subtract(pieces: npt.NDArray[Any], holes: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Remove from each piece the holes that touch it (cheaper than one union of all holes)."""
+    out = np.asarray(pieces, dtype=object).copy()
+    if not len(holes) or not len(out):
+        return out
+    pi, hi = shapely.STRtree(holes).query(out, predicate="intersects")
+    order = np.argsort(pi, kind="stable")
+    pi, hi = pi[order], hi[order]
+    starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]]) if len(pi) else np.zeros(0, int)
+    for s, e in zip(starts, np.r_[starts[1:], len(pi)], strict=True):
+        i = int(pi[s])
+        out[i] = shapely.difference(out[i], shapely.union_all(holes[hi[s:e]]))
+    return out
+
+
 def adjust_to_buildings(
     pieces: npt.NDArray[Any], groups: npt.NDArray[Any], owner: npt.NDArray[np.int64]
 ) -> npt.NDArray[Any]:
     """Give each building group wholly to its owner piece; the pieces still tile the area."""
     if not len(groups):
         return pieces
-    everything = shapely.union_all(groups)
-    out = shapely.difference(pieces, everything)
+    out = subtract(pieces, groups)
     for i in np.unique(owner[owner >= 0]):
         out[i] = shapely.union_all(np.concatenate([[out[i]], groups[owner == i]]))
     return out
@@ -574,11 +588,18 @@ def _exact_wgs84(
     clipped to the community, and each building group is put back exactly in its own cell.
     """
     wgs = _valid_polygons(project_geometries(cells, source=com.crs, target=4326))
-    anchors = shapely.union_all([com.polygon_wgs.boundary, *shapely.boundary(groups_wgs)])
-    wgs = _valid_polygons(shapely.snap(wgs, anchors, 1e-8))
+    # Snap each cell to the boundaries near it only (one anchor of every footprint is slow).
+    edge = com.polygon_wgs.boundary
+    near = shapely.STRtree(groups_wgs).query(shapely.buffer(wgs, 1e-7), predicate="intersects")
+    snapped = wgs.copy()
+    for i in range(len(wgs)):
+        mine = groups_wgs[near[1][near[0] == i]]
+        anchors = shapely.union_all([edge, *shapely.boundary(mine)])
+        snapped[i] = shapely.snap(wgs[i], anchors, 1e-8)
+    wgs = _valid_polygons(snapped)
     wgs = shapely.intersection(wgs, com.polygon_wgs)
     if len(groups_wgs):
-        wgs = shapely.difference(wgs, shapely.union_all(groups_wgs))
+        wgs = subtract(wgs, groups_wgs)
         for r in np.unique(grp_cell[grp_cell >= 0]):
             wgs[r] = shapely.union_all(np.concatenate([[wgs[r]], groups_wgs[grp_cell == r]]))
     return _valid_polygons(_fill_slivers(_valid_polygons(wgs), com.polygon_wgs))
