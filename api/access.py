@@ -46,11 +46,15 @@ ADMIN_ONLY = frozenset({"admin"})
 # household layer, the workflow step a role may take) are applied inside the routes.
 ACCESS: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/healthz"): None,
-    # The map page shell; the layers it fetches need a token like any other request.
+    # The map page shells: public; what they fetch is checked by the route it comes from.
     ("GET", "/"): None,
+    ("GET", "/maps/grids/{code}"): None,
+    ("GET", "/maps/planner"): None,
+    ("GET", "/maps/cases"): None,
     ("GET", "/layers"): None,
-    # Non-personal layers for every role; the stairwells layer is checked in the route.
-    ("GET", "/layers/{name}"): ALL,
+    # Non-personal layers are public (the offline map draws them without a token); a token,
+    # when sent, is still read (OPTIONAL_TOKEN) so the route can admit household layers.
+    ("GET", "/layers/{name}"): None,
     ("GET", "/locate"): ALL,
     ("GET", "/addresses/resolve"): ALL,
     ("POST", "/cases"): ALL - {"planner"},
@@ -79,6 +83,10 @@ ACCESS: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/grids/validate"): OFFICE | {"planner"},
     ("POST", "/grids/generate"): OFFICE,
 }
+
+
+# Public routes that still authenticate a token when one is sent (the route decides).
+OPTIONAL_TOKEN = frozenset({("GET", "/layers/{name}")})
 
 
 def route_rule(method: str, path: str) -> frozenset[str] | None:

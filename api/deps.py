@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 
-from api.access import route_rule
+from api.access import OPTIONAL_TOKEN, route_rule
 from gis.auth import (
     HOUSEHOLD_ROLES,
     UNRESTRICTED,
@@ -75,15 +75,16 @@ async def get_principal(request: Request) -> Principal:
         route = request.scope.get("route")
         path = getattr(route, "path", request.url.path)
         rule = route_rule(request.method, path)
-        if rule is None:
-            return PUBLIC
         token = await _credentials(request)
+        if rule is None and (token is None or (request.method, path) not in OPTIONAL_TOKEN):
+            return PUBLIC
         if token is None:
             msg = "authentication required: send Authorization: Bearer <token>"
             raise AuthenticationError(msg)
         engine: Engine = request.app.state.engine
         principal = await run_in_threadpool(_authenticate, engine, token)
-        require_roles(principal, rule)
+        if rule is not None:
+            require_roles(principal, rule)
     request.state.principal = principal
     return principal
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.deps import ApiSettingsDep, PrincipalDep, ReadConnectionDep
 from api.schemas import FeatureCollection, LayerInfo
-from gis.auth import HOUSEHOLD_ROLES, audit, grid_scope_sql, require_roles
+from gis.auth import HOUSEHOLD_ROLES, AuthenticationError, audit, grid_scope_sql, require_roles
 from gis.features import BBox, check_limit, features_geojson, parse_bbox
 from layers import CATALOGUE, Layer, get_layer
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["layers"])
 
 GEOJSON = "application/geo+json"
 # Layers with household-level rows (personal data): role-checked, scoped and audited.
-HOUSEHOLD_LAYERS = frozenset({"stairwells"})
+HOUSEHOLD_LAYERS = frozenset(name for name, layer in CATALOGUE.items() if layer.personal)
 
 
 @router.get("/layers", response_model=list[LayerInfo])
@@ -81,13 +81,19 @@ def layer_features(
 ) -> Response:
     """Return the features of layer ``name`` intersecting ``bbox`` (GeoJSON, EPSG:4326).
 
-    Household layers (``stairwells``) answer staff and admins, and workers for their own
+    Other layers are public (no token needed). Household layers (``stairwells``, ``cases``)
+    need a token (401 without) and answer staff and admins, and workers for their own
     current grids only (filtered in the query); planners and reporters get 403 (they read
     aggregates). Each read of a household layer is recorded in the audit log.
     """
     source = query.layer.source
     scope = None
     if query.layer.name in HOUSEHOLD_LAYERS:
+        if not principal.roles:
+            # The route is public for the other layers: no token reaches here as a public caller.
+            name = query.layer.name
+            msg = f"layer {name} holds personal data: send Authorization: Bearer <token>"
+            raise AuthenticationError(msg)
         require_roles(principal, HOUSEHOLD_ROLES)
         scope = grid_scope_sql(principal, geometry=f"{source.table}.{source.geometry}")
         detail = {"layer": query.layer.name, "bbox": query.bbox, "limit": query.limit}
