@@ -9,6 +9,7 @@ appear in any answer.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -489,3 +490,45 @@ def test_reporter_reads_the_cell_without_phone(
         answer = guarded.get(f"/grids/{WEST}", headers=users.headers("reporter"))
     assert answer.status_code == 200
     assert PHONE not in answer.text
+
+
+# Bad input never needs the database
+
+
+@pytest.fixture
+def offline() -> Iterator[TestClient]:
+    """The app against a port where nothing listens: any connection attempt would be a 503."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    database = DatabaseSettings(database_url=f"postgresql+psycopg://u@127.0.0.1:{closed}/x")
+    app = create_app(AppSettings(database=database, api=ApiSettings(auth_required=False)))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "payload", "parameter"),
+    [
+        ("GET", "/grids?bbox=1,2", None, "bbox"),
+        ("GET", "/grids?kind=x", None, "kind"),
+        ("GET", "/grids?as_of=x", None, "as_of"),
+        ("GET", "/grids/123", None, "code"),
+        ("GET", f"/grids/{WEST}?as_of=x", None, "as_of"),
+        ("GET", "/grids/12/worker", None, "code"),
+        ("GET", "/grids/validate?community=1", None, "community"),
+        ("GET", "/grids/validate?kind=x", None, "kind"),
+        ("POST", "/grids/generate", {"community": "1"}, "community"),
+        ("POST", "/grids/generate", {"subdistrict": SUBDISTRICT, "tolerance": 2}, "tolerance"),
+        ("POST", "/grids/generate", [1], "body"),
+    ],
+)
+def test_bad_input_is_answered_without_the_database(
+    offline: TestClient, method: str, url: str, payload: Any, parameter: str
+) -> None:
+    assert_names(offline.request(method, url, json=payload), parameter)
+
+
+def test_generate_without_the_database_answers_503(offline: TestClient) -> None:
+    answer = offline.post("/grids/generate", json={"subdistrict": SUBDISTRICT})
+    assert answer.status_code == 503

@@ -80,6 +80,22 @@ def parse_as_of(
     return moment
 
 
+def check_place(*, community: str | None, subdistrict: str | None) -> None:
+    """Check that exactly one of a 12-digit community or a 9-digit subdistrict code is given.
+
+    Raises
+    ------
+    InputError
+        Naming ``community`` (neither or both given, or malformed) or ``subdistrict``.
+    """
+    if (community is None) == (subdistrict is None):
+        raise InputError("community", "give exactly one of community or subdistrict")
+    if community is not None and not COMMUNITY_PATTERN.fullmatch(community):
+        raise InputError("community", f"community code must be 12 digits, got {community!r}")
+    if subdistrict is not None and not SUBDISTRICT_PATTERN.fullmatch(subdistrict):
+        raise InputError("subdistrict", f"subdistrict code must be 9 digits, got {subdistrict!r}")
+
+
 def community_id_of(connection: Connection, code: str, *, field: str = "community") -> int:
     """Return the id of the community with this 12-digit code.
 
@@ -368,16 +384,10 @@ def generation_report(
         If the community or subdistrict does not exist (or has no community with a boundary).
     """
     check_kind(kind)
-    if (community is None) == (subdistrict is None):
-        raise InputError("community", "give exactly one of community or subdistrict")
+    check_place(community=community, subdistrict=subdistrict)
     if community is not None:
         ids = [community_id_of(connection, community)]
     else:
-        assert subdistrict is not None
-        if not SUBDISTRICT_PATTERN.fullmatch(subdistrict):
-            raise InputError(
-                "subdistrict", f"subdistrict code must be 9 digits, got {subdistrict!r}"
-            )
         ids = communities_of(connection, subdistrict_code=subdistrict)
         if not ids:
             raise NotFoundError(f"no subdistrict {subdistrict} with community boundaries")
