@@ -155,7 +155,7 @@ def anchor(url: str, frame: pd.DataFrame, sample: int) -> float:
         with conn.cursor() as cursor:
             for r in rows.itertuples():
                 try:
-                    lon, lat = to_wgs84(r.lon, r.lat, r.crs)
+                    lon, lat = to_wgs84(str(r.lon), str(r.lat), str(r.crs))
                 except ValueError:
                     continue
                 cursor.execute(

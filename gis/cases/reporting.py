@@ -652,7 +652,7 @@ _STORE_STAGE = text(
            stairwell_id, grid_id IS NOT NULL, near_grid_code, near_boundary_m,
            CASE WHEN grid_id IS NULL THEN 'subdistrict' ELSE 'grid' END,
            address, input_crs, coalesce(photo_urls, '[]'), reporter_name, reporter_phone
-    FROM case_stage ORDER BY row_no
+    FROM case_stage ORDER BY grid_id, row_no
     ON CONFLICT (external_id) DO NOTHING
     """
 )
@@ -819,19 +819,19 @@ def _nearest_stairwells(
 
 
 def _external_ids(frame: pd.DataFrame) -> pd.Series:
-    given = frame["external_id"].str.strip() if "external_id" in frame else None
-    content = (
-        frame.reindex(
-            columns=["category", "lon", "lat", "crs", "address", "description", "reported_at"]
-        )
-        .fillna("")
-        .astype(str)
-        .agg("\x1f".join, axis=1)
-    )
-    derived = "row:" + content.map(lambda s: hashlib.sha256(s.encode()).hexdigest())
-    if given is None:
-        return derived
-    return given.where(given != "", derived)
+    """Return the external ids; rows without one get a hash of their content (idempotent)."""
+    ids = frame["external_id"].astype(str).str.strip().to_numpy(dtype=object)
+    missing = np.flatnonzero(ids == "")
+    if missing.size:
+        part = frame.iloc[missing]
+        columns = ["category", "lon", "lat", "crs", "address", "description", "reported_at"]
+        content = part[columns[0]].astype(str)
+        for column in columns[1:]:
+            content = content + "\x1f" + part[column].astype(str)
+        ids[missing] = [
+            "row:" + hashlib.sha256(value.encode()).hexdigest() for value in content.tolist()
+        ]
+    return pd.Series(ids, index=frame.index, dtype=object)
 
 
 def import_cases_batch(
