@@ -18,6 +18,11 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import (  # the matched route's full path: see route_template
+    APIRoute,
+    _get_scope_effective_route_context,
+    _iter_routes_with_context,
+)
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -67,6 +72,8 @@ ACCESS: dict[tuple[str, str], frozenset[str] | None] = {
     ("POST", "/cases/{case_id}/transitions"): WORKFLOW,
     # Aggregates: no person in them.
     ("GET", "/stats/indicators"): OFFICE | {"planner"},
+    # Siting answers aggregates and stairwell ids only: planners and the office.
+    ("POST", "/siting"): OFFICE | {"planner"},
     # Open311 GeoReport v2: discovery, services and requests are public reads (no personal
     # data); posting needs a reporter token as api_key.
     ("GET", "/open311/v2/discovery.json"): None,
@@ -87,6 +94,32 @@ ACCESS: dict[tuple[str, str], frozenset[str] | None] = {
 
 # Public routes that still authenticate a token when one is sent (the route decides).
 OPTIONAL_TOKEN = frozenset({("GET", "/layers/{name}")})
+
+
+def route_template(scope: Scope) -> str | None:
+    """Return the full path template of the route a request matched (prefix included).
+
+    FastAPI keeps routers included lazily: ``scope["route"]`` is the router's own route, whose
+    ``path`` lacks the prefix of ``include_router``; the matched context holds the full one.
+    """
+    context = _get_scope_effective_route_context(scope)
+    path = getattr(context, "path", None)
+    if isinstance(path, str) and path:
+        return path
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else None
+
+
+def app_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Return (method, full path template) of every API route of ``app``, HEAD left out."""
+    found: list[tuple[str, str]] = []
+    for route, context in _iter_routes_with_context(app.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        path = context.path if context is not None else route.path
+        found += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
+    return found
 
 
 def route_rule(method: str, path: str) -> frozenset[str] | None:

@@ -27,6 +27,7 @@ from api.routers import (
     locate,
     maps,
     open311,
+    siting,
     stats,
     workflow,
 )
@@ -85,7 +86,19 @@ def create_app(settings: AppSettings | None = None, *, engine: Engine | None = N
     app.state.settings = config
     add_exception_handlers(app)
     access.install(app, max_body_bytes=config.api.max_body_bytes, exempt=("/cases/batch",))
-    for module in (health, layers, maps, locate, cases, workflow, stats, open311, circles, grids):
+    for module in (
+        health,
+        layers,
+        maps,
+        locate,
+        cases,
+        workflow,
+        stats,
+        open311,
+        circles,
+        grids,
+        siting,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 
-from api.access import OPTIONAL_TOKEN, route_rule
+from api.access import OPTIONAL_TOKEN, route_rule, route_template
 from gis.auth import (
     HOUSEHOLD_ROLES,
     UNRESTRICTED,
@@ -72,8 +72,7 @@ async def get_principal(request: Request) -> Principal:
     if not settings.auth_required:
         principal = UNRESTRICTED
     else:
-        route = request.scope.get("route")
-        path = getattr(route, "path", request.url.path)
+        path = route_template(request.scope) or request.url.path
         rule = route_rule(request.method, path)
         token = await _credentials(request)
         if rule is None and (token is None or (request.method, path) not in OPTIONAL_TOKEN):

@@ -47,6 +47,7 @@ from gis.siting import (
     PMedian,
     SetCovering,
     SitingResult,
+    SolverError,
     coverage_by,
 )
 from gis.siting.geo import cost_between
@@ -593,11 +594,18 @@ def solve_siting(
     InputError
         Bad input, named (see :func:`load_inputs`, :func:`build_model`).
     SolverError
-        The solver found no feasible answer.
+        The solver found no feasible answer (a time limit that ended the search before any
+        answer is an ``InputError`` naming ``time_limit_s``).
     """
     inputs = load_inputs(connection, request, settings=settings, network_settings=network_settings)
     model = build_model(inputs, request)
-    result = model.solve(time_limit=request.time_limit_s)
+    try:
+        result = model.solve(time_limit=request.time_limit_s)
+    except SolverError as exc:
+        if request.time_limit_s is not None and "time limit" in str(exc).lower():
+            msg = f"ended the search before any feasible answer was found: raise it ({exc})"
+            raise InputError("time_limit_s", msg) from exc
+        raise
     return summarise(inputs, result, request)
 
 
