@@ -12,7 +12,7 @@ from sqlalchemy import Connection, text
 
 from gis.cases.reporting import BatchTooLargeError, import_cases_batch
 from gis.coords import wgs84_to_gcj02
-from gis.errors import InputError
+from gis.errors import ConflictError, InputError
 from gis.locate import locate
 from gis.settings import CaseSettings
 from tests.case_town import X0, Y0, D, Town, seed_town
@@ -167,7 +167,7 @@ def test_batch_assignment_equals_locate_for_every_point(connection: Connection, 
         for i, (x, y) in enumerate(zip(lon, lat, strict=True))
     ]
     import_cases_batch(connection, csv_bytes(*rows))
-    stored = dict(
+    stored: dict[str, int | None] = dict(
         connection.execute(
             text("SELECT external_id, grid_id FROM cases WHERE external_id LIKE 'a-%'")
         ).all()
@@ -278,3 +278,36 @@ def test_text_fields_and_photo_urls_arrive_intact(connection: Connection, town: 
     assert row.description == '门口, "堆放"\n垃圾\\t'
     assert row.photo_urls == ["http://a/1.jpg", "http://a/2.jpg"]
     assert row.reporter_phone == "13912345678"
+
+
+def test_triggers_of_the_cases_table_still_fire_for_batch_rows(
+    connection: Connection, town: Town
+) -> None:
+    connection.execute(text("CREATE TABLE batch_trigger_probe (case_id integer)"))
+    connection.execute(
+        text(
+            "CREATE FUNCTION batch_trigger_probe() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN INSERT INTO batch_trigger_probe VALUES (NEW.id); RETURN NEW; END; $$"
+        )
+    )
+    connection.execute(
+        text(
+            "CREATE TRIGGER batch_trigger_probe AFTER INSERT ON cases"
+            " FOR EACH ROW EXECUTE FUNCTION batch_trigger_probe()"
+        )
+    )
+    import_cases_batch(connection, csv_bytes(*good_rows(3)))
+    fired = connection.execute(text("SELECT count(*) FROM batch_trigger_probe")).scalar_one()
+    assert fired == 3
+
+
+def test_rows_referencing_a_stairwell_deleted_meanwhile_are_refused(
+    connection: Connection, town: Town
+) -> None:
+    def delete_stairwells(stage: str, done: int, total: int) -> None:
+        if stage == "storing" and done == 0:
+            connection.execute(text("DELETE FROM stairwell"))
+
+    with pytest.raises(ConflictError):
+        import_cases_batch(connection, csv_bytes(*good_rows(2)), progress=delete_stairwells)
+    assert count(connection, "h") == 0
