@@ -19,6 +19,7 @@ from gis.db import check_database, database_url, embedded_cluster, make_engine, 
 from gis.errors import WanggeError
 from gis.grids.cli import grids_app
 from gis.settings import ApiSettings, DatabaseSettings
+from gis.siting_cli import site_command
 
 app = typer.Typer(no_args_is_help=True, help="wangge: grid management for city subdistricts.")
 db_app = typer.Typer(no_args_is_help=True, help="The PostGIS database.")
@@ -33,6 +34,7 @@ db_app.command("restore")(db_restore)
 app.add_typer(cases_app, name="cases")
 app.command("locate")(locate_command)
 app.command("stats")(stats_command)
+app.command("site")(site_command)
 import_app.command("addresses")(import_addresses)
 console = Console(stderr=True)
 
