@@ -207,6 +207,13 @@ def test_cell_counts_buildings_households_and_open_cases(
     }
 
 
+def test_unit_cell_counts_the_open_cases_lying_in_it(
+    client: TestClient, place: dict[str, int]
+) -> None:
+    props = client.get(f"/grids/{UNIT}", params={"kind": "unit"}).json()["properties"]
+    assert props["counts"]["open_cases"] == 2
+
+
 def test_cell_names_community_and_worker_without_phone(
     client: TestClient, place: dict[str, int]
 ) -> None:
@@ -477,6 +484,15 @@ def test_generate_admits_staff(guarded: TestClient, engine: Engine, town: list[i
             headers=users.headers("staff"),
         )
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(("role", "status"), [("planner", 200), ("reporter", 403)])
+def test_validate_admits_planners_not_reporters(
+    guarded: TestClient, engine: Engine, place: dict[str, int], role: str, status: int
+) -> None:
+    with people(engine) as users:
+        answer = guarded.get("/grids/validate", headers=users.headers(role))
+    assert answer.status_code == status
 
 
 def test_cell_needs_a_token(guarded: TestClient, place: dict[str, int]) -> None:

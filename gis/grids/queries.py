@@ -201,19 +201,24 @@ def grid_features(
     }
 
 
-def open_cases(connection: Connection, code: str, *, kind: str) -> int:
-    """Count the cases not yet closed, voided or evaluated filed in the cell ``code``.
+def open_cases(connection: Connection, cell_id: int) -> int:
+    """Count the cases of a cell not yet closed, voided or evaluated.
 
-    A case keeps the cell version it was assigned to; every version of the code counts, since
-    staff speak of the cell by its code.
+    Cases are assigned to service cells and keep the version they were assigned to: a service
+    cell counts the open cases assigned to any version of its code (staff speak of the cell by
+    its code). A unit cell counts the open cases lying inside it.
     """
     return int(
         connection.execute(
             text(
-                "SELECT count(*) FROM cases k JOIN grid g ON g.id = k.grid_id"
-                " WHERE g.code = :code AND g.kind = :kind AND k.status <> ALL(:finished)"
+                "SELECT CASE c.kind WHEN 'service' THEN"
+                " (SELECT count(*) FROM cases k JOIN grid g ON g.id = k.grid_id"
+                "  WHERE g.code = c.code AND g.kind = c.kind AND k.status <> ALL(:finished))"
+                " ELSE (SELECT count(*) FROM cases k WHERE k.geom && c.geom"
+                "  AND ST_Intersects(c.geom, k.geom) AND k.status <> ALL(:finished)) END"
+                " FROM grid c WHERE c.id = :id"
             ),
-            {"code": code, "kind": kind, "finished": list(FINISHED_CASE_STATES)},
+            {"id": cell_id, "finished": list(FINISHED_CASE_STATES)},
         ).scalar_one()
     )
 
@@ -238,7 +243,8 @@ def cell_detail(
     dict
         Feature (EPSG:4326) whose properties hold code, kind, valid_from/valid_to, area_m2,
         community {code, name}, worker {name, role} or None, and counts of buildings,
-        stairwells, households, residents, elderly and open cases. No phone.
+        stairwells, households, residents, elderly and open cases (:func:`open_cases`).
+        No phone.
 
     Raises
     ------
@@ -251,7 +257,7 @@ def cell_detail(
     check_kind(kind)
     cell = cell_by_code(connection, code, kind=kind, as_of=as_of)
     counts = asdict(cell.counts)
-    counts["open_cases"] = open_cases(connection, cell.code, kind=cell.kind)
+    counts["open_cases"] = open_cases(connection, cell.id)
     worker = (
         {"name": cell.worker_name, "role": cell.worker_role}
         if cell.worker_name is not None
