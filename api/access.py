@@ -89,6 +89,12 @@ ACCESS: dict[tuple[str, str], frozenset[str] | None] = {
     # Validation reports name buildings; generating replaces the current cells.
     ("GET", "/grids/validate"): OFFICE | {"planner"},
     ("POST", "/grids/generate"): OFFICE,
+    # Walking-circle coverage: shares per place and facilities near a point (no person).
+    ("GET", "/circles/coverage"): ALL,
+    ("GET", "/circles/at"): ALL,
+    ("GET", "/circles/isochrone"): ALL,
+    # Stairwell-level ranking (no household counts): the office, workers and planners.
+    ("GET", "/circles/missing"): FIELD | {"planner"},
 }
 
 
