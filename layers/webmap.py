@@ -149,6 +149,8 @@ class _LayerLoader(MacroElement):
 {% macro script(this, kwargs) %}
 (function () {
     var map = {{ this._parent.get_name() }};
+    // With no tile layer Leaflet knows no zoom range; clustering needs one.
+    map.options.maxZoom = map.options.maxZoom || 19;
     var specs = {{ this.specs|tojson }};
     var limit = {{ this.limit|tojson }};
     var text = {{ this.text|tojson }};
@@ -260,7 +262,7 @@ class _LayerLoader(MacroElement):
     }
     function container(spec) {
         if (spec.render === "cluster") {
-            return L.markerClusterGroup({chunkedLoading: true, showCoverageOnHover: false});
+            return L.markerClusterGroup({showCoverageOnHover: false});
         }
         if (spec.render === "heat") { return L.heatLayer([], {radius: 18, blur: 15}); }
         return L.featureGroup();
@@ -282,6 +284,15 @@ class _LayerLoader(MacroElement):
         spec.count = 0;
         if (spec.render === "heat") { spec.layer.setLatLngs([]); }
         else { spec.layer.clearLayers(); }
+    }
+    // Requests in flight; the page is fully drawn when none is left (data-wangge-drawn).
+    var pending = 0;
+    function busy(delta) {
+        pending += delta;
+        document.body.setAttribute("data-wangge-pending", pending);
+        if (pending === 0) {
+            document.body.setAttribute("data-wangge-drawn", Math.round(performance.now()));
+        }
     }
     var overlays = {};
     specs.forEach(function (spec) {
@@ -344,12 +355,14 @@ class _LayerLoader(MacroElement):
             var headers = {};
             if (spec.personal && token) { headers.Authorization = "Bearer " + token; }
             var sep = spec.url.indexOf("?") < 0 ? "?" : "&";
+            busy(1);
             fetch(spec.url + sep + "bbox=" + bbox + "&limit=" + limit, {headers: headers})
                 .then(function (r) {
                     if (r.status === 401) { return {denied: true}; }
                     return r.ok ? r.json() : null;
                 })
                 .then(function (collection) {
+                    busy(-1);
                     if (tok !== spec.token) { return; }
                     clear(spec);
                     if (!collection) {
@@ -362,6 +375,10 @@ class _LayerLoader(MacroElement):
                             (collection.truncated ? text.truncated : "");
                     }
                     showStatus();
+                }, function () {
+                    busy(-1);
+                    spec.note = text.not_available;
+                    showStatus();
                 });
         });
     }
@@ -373,8 +390,10 @@ class _LayerLoader(MacroElement):
     });
     showStatus();
     map.on("moveend overlayadd overlayremove", refresh);
+    busy(1);
     refresh();
     document.body.setAttribute("data-wangge-ready", "1");
+    busy(-1);
 })();
 {% endmacro %}
 """
@@ -453,7 +472,11 @@ def _legend(item: MapLayer, lang: Lang) -> dict[str, Any] | None:
     if item.render == "heat":
         return None
     if layer.categories:
-        keep = item.keep.get(layer.colour_by or "", None)
+        keep: Iterable[str] | None = item.keep.get(layer.colour_by or "", None)
+        if keep is None and item.data is not None and layer.colour_by is not None:
+            # Inline data: only the values present.
+            features = json.loads(item.data)["features"]
+            keep = {str(f["properties"].get(layer.colour_by)) for f in features}
         return {
             "title": title,
             "items": [
@@ -537,6 +560,8 @@ def layer_map(
     header: Any = fmap.get_root().header  # type: ignore[attr-defined]
     header.add_child(Element(f"<title>{_escape(title)}</title>"))
     header.add_child(Element(_CSS))
+    # No /favicon.ico request (a 404 in the console).
+    header.add_child(Element('<link rel="icon" href="data:,">'))
     if tiles.tile_url:
         folium.TileLayer(
             tiles=tiles.tile_url,
