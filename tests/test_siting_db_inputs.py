@@ -14,6 +14,7 @@ import pytest
 import shapely
 from sqlalchemy import Connection, text
 
+from gis.circles import CircleSettings, reachable, thresholds
 from gis.circles_store import area_geometry, build_network
 from gis.errors import InputError
 from gis.grids.generate import generate_grids
@@ -28,6 +29,7 @@ from gis.siting_inputs import (
     load_inputs,
     network_nodes,
     solve_siting,
+    walking_costs,
 )
 from tests.test_circles_store import CODE, insert_facility, lonlat, node_streets
 
@@ -212,3 +214,21 @@ def test_service_distance_from_minutes_uses_the_group_speed(
         connection, request(town, service_distance_m=None, minutes=5, group="elderly")
     )
     assert answer["service_distance_m"] == pytest.approx(5 * 3900 / 60)
+
+
+def test_walking_costs_equal_the_service_circle_point_query(
+    connection: Connection, town: dict[str, Any]
+) -> None:
+    network = build_network(connection, town["area"])
+    assert network is not None
+    demand = demand_points(connection, town["area"])
+    sites = network_nodes(network, town["area"], spacing_m=100).assign(type="day_care")
+    sites = sites.set_geometry(sites.geometry.translate(0.0002, 0.0001))  # off the nodes
+    settings = CircleSettings()
+    limit = max(t.distance_m for t in thresholds(settings=settings))
+    cost = walking_costs(network, demand, sites, limit_m=limit).toarray()
+    for row in range(0, len(demand), 9):
+        near = reachable(demand.geometry.iloc[[row]], sites, network, settings=settings)
+        expected = np.zeros(len(sites))
+        expected[sites.index.get_indexer(near["facility"])] = near["distance_m"]
+        assert cost[row] == pytest.approx(expected, abs=1e-6)
