@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
-from api.access import route_rule
 from api.app import AppSettings, create_app
 from api.deps import ANONYMOUS, get_principal, get_read_connection
-from gis.settings import DatabaseSettings
+from gis.settings import ApiSettings, DatabaseSettings
+from tests.principals import People, people
 from tests.test_circles_store import CODE, insert_facility, lonlat
 from tests.test_siting_db_inputs import make_town
 
@@ -203,8 +203,33 @@ def test_unknown_community_is_a_404(client: TestClient, town: dict[str, Any]) ->
     assert answer.status_code == 404
 
 
-def test_planners_may_site_and_reporters_may_not() -> None:
-    allowed = route_rule("POST", "/siting")
-    assert allowed is not None
-    assert "planner" in allowed
-    assert "reporter" not in allowed
+@pytest.fixture(scope="module")
+def users(engine: Engine) -> Iterator[People]:
+    with people(engine) as everyone:
+        yield everyone
+
+
+@pytest.fixture
+def guarded(database_url: str, connection: Connection) -> Iterator[TestClient]:
+    settings = AppSettings(
+        database=DatabaseSettings(database_url=database_url),
+        api=ApiSettings(auth_required=True),
+    )
+    app = create_app(settings)
+    app.dependency_overrides[get_read_connection] = lambda: connection
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_a_planner_may_site(guarded: TestClient, users: People, town: dict[str, Any]) -> None:
+    answer = guarded.post("/siting", json=body(town), headers=users.headers("planner"))
+    assert answer.status_code == 200
+
+
+def test_a_reporter_may_not_site(guarded: TestClient, users: People, town: dict[str, Any]) -> None:
+    answer = guarded.post("/siting", json=body(town), headers=users.headers("reporter"))
+    assert answer.status_code == 403
+
+
+def test_siting_needs_a_token(guarded: TestClient, town: dict[str, Any]) -> None:
+    assert guarded.post("/siting", json=body(town)).status_code == 401
