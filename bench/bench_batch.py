@@ -34,6 +34,7 @@ import pandas as pd
 import psycopg
 import shapely
 from pyproj import Transformer
+from sqlalchemy import text as sql_text
 
 from gis.cases.reporting import import_cases_batch
 from gis.cluster import EmbeddedCluster
@@ -185,6 +186,12 @@ def compare(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a PostgreSQL backend process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -220,10 +227,13 @@ def main() -> None:
             last[0] = now
 
         with engine.connect() as connection:
-            started, cpu0 = time.perf_counter(), cpu()
+            backend = int(connection.execute(sql_text("SELECT pg_backend_pid()")).scalar_one())
+            connection.commit()
+            started, cpu0, backend0 = time.perf_counter(), cpu(), backend_cpu(backend)
             last[0] = started
             report = import_cases_batch(connection, path, progress=tick)
             ours_s, ours_cpu = time.perf_counter() - started, cpu() - cpu0
+            ours_backend = backend_cpu(backend) - backend0
             tick("end", 0, 0)
         print(
             f"ours: {ours_s:.2f} s wall, {ours_cpu:.2f} s CPU; stored {report.stored:,},"
@@ -266,7 +276,8 @@ def main() -> None:
         "",
         "| method | wall s | rows/s | vs anchor |",
         "|---|---:|---:|---:|",
-        f"| `import_cases_batch` end to end (CPU of the Python process {ours_cpu:.1f} s)"
+        f"| `import_cases_batch` end to end (CPU: Python {ours_cpu:.1f} s + PostgreSQL backend"
+        f" {ours_backend:.1f} s = {ours_cpu + ours_backend:.1f} s)"
         f" | {ours_s:.2f} | {args.rows / ours_s:,.0f} | ×{anchor_total / ours_s:.1f} |",
         f"| same file again (idempotent: {again.already_stored:,} already stored, "
         f"{again.stored} stored) | {again_s:.2f} | {args.rows / again_s:,.0f} |"
@@ -278,7 +289,8 @@ def main() -> None:
         f" {len(report.rejected):,} (each with row and reason); {inside[0]:,} inside the area,"
         f" {inside[1]:,} flagged near a boundary (10 m), {inside[2]:,} with a stairwell within"
         f" 1 km. Anchor and ours assign the same grid for {equal:,} of {compared:,} sampled"
-        f" rows. Target ≤ 15 s end to end: {'met' if ours_s <= 15 else 'NOT met'}.",
+        f" rows. Target (1,000,000 rows ≤ 15 s end to end):"
+        f" {('met' if ours_s <= 15 else 'NOT met') if args.rows >= 1_000_000 else 'not measured'}.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -151,7 +151,7 @@ def test_crash_after_a_chunk_keeps_whole_chunks_and_a_rerun_completes(
         import_cases_batch(connection, body, settings=settings, progress=crash)
     assert count(connection, "h") == 3
     rerun = import_cases_batch(connection, body, settings=settings)
-    assert (rerun.stored, rerun.already_stored, rerun.chunks) == (4, 3, 3)
+    assert (rerun.stored, rerun.already_stored, rerun.chunks) == (4, 3, 2)
     assert count(connection, "h") == 7
 
 

@@ -1074,8 +1074,13 @@ def import_cases_batch(
     if errors_path is not None:
         _write_errors(Path(errors_path), report.rejected)
 
-    # Storage, chunk by chunk.
+    # Storage, chunk by chunk. Rows whose external id is stored already (a resumed or repeated
+    # import) are counted and skipped; a race with another writer is still settled by the
+    # ON CONFLICT of the insert.
     ok = np.flatnonzero(~rej.bad)
+    stored_before = _already_stored(connection, external.to_numpy()[ok])
+    report.already_stored = int(stored_before.sum())
+    ok = ok[~stored_before]
     stage = pd.DataFrame(
         {
             "row_no": rows[ok],
@@ -1115,6 +1120,22 @@ def import_cases_batch(
         report.chunks += 1
         tell("storing", min(start + chunk, total), total)
     return report
+
+
+def _already_stored(connection: Connection, ids: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Return, for each external id, whether a stored case already has it."""
+    found: set[str] = set()
+    for start in range(0, ids.size, 100_000):
+        chunk = [str(i) for i in ids[start : start + 100_000]]
+        found.update(
+            connection.execute(
+                text("SELECT external_id FROM cases WHERE external_id = ANY(:ids)"),
+                {"ids": chunk},
+            ).scalars()
+        )
+    if not found:
+        return np.zeros(ids.size, dtype=bool)
+    return np.fromiter((str(i) in found for i in ids), dtype=bool, count=ids.size)
 
 
 def _photo_json(values: npt.NDArray[Any]) -> list[str]:
