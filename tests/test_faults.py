@@ -26,6 +26,7 @@ from gis.cli import app as cli
 from gis.cluster import EmbeddedCluster
 from gis.db import migrate
 from gis.settings import ApiSettings, DatabaseSettings
+from tests.principals import scratch_database
 
 POSTS = 600
 STOP_AFTER = 200
@@ -231,3 +232,46 @@ def test_a_dump_restores_into_an_empty_database(
         users = connection.execute(text("SELECT name, role FROM app_user")).all()
     engine.dispose()
     assert [tuple(u) for u in users] == [("kept", "staff")]
+
+
+@pytest.fixture
+def scratch_client(database_url: str) -> Iterator[tuple[TestClient, str]]:
+    """An app on a scratch database: its POSTs commit without touching the session database."""
+    with scratch_database(database_url) as url:
+        settings = AppSettings(database=DatabaseSettings(database_url=url, pool_size=2))
+        with TestClient(create_app(settings)) as client:
+            yield client, url
+
+
+def test_a_retry_with_the_same_idempotency_key_answers_the_first_case(
+    scratch_client: tuple[TestClient, str],
+) -> None:
+    client, url = scratch_client
+    body = {"category": CATEGORY, "lon": -20.5, "lat": -40.5}
+    headers = {"Idempotency-Key": "retry-42"}
+    first = client.post("/cases", json=body, headers=headers)
+    again = client.post("/cases", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["case"]["id"] == first.json()["case"]["id"]
+    assert sum(_stored(url).values()) == 1
+
+
+def test_a_case_whose_commit_fails_is_never_answered_201(
+    scratch_client: tuple[TestClient, str],
+) -> None:
+    client, url = scratch_client
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        # A check deferred to COMMIT: the insert succeeds, the commit fails.
+        connection.execute(
+            text(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$; "
+                "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON cases "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        )
+    engine.dispose()
+    response = client.post("/cases", json=_case("refused"))
+    assert response.status_code != 201
+    assert _stored(url) == {}

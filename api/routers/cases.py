@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
@@ -110,13 +110,29 @@ _ADDRESS_ERRORS = (AmbiguousAddressError, UnknownAddressError)
     },
 )
 def post_case(
-    body: CaseIn, connection: WriteConnectionDep, settings: CaseSettingsDep
+    body: CaseIn,
+    connection: WriteConnectionDep,
+    settings: CaseSettingsDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=200,
+            description="Retries with the same key answer the first case (used when the body "
+            "has no external_id; keys are per user).",
+        ),
+    ] = None,
 ) -> ReportOut | JSONResponse:
     """Report a case: stored with its grid, worker, stairwell and flags (201).
 
     A case outside every grid is stored, flagged and routed to the subdistrict. The same
-    ``external_id`` again answers the existing case with 200 and stores nothing.
+    ``external_id`` (or ``Idempotency-Key`` header) again answers the existing case with 200
+    and stores nothing.
     """
+    external_id = body.external_id
+    if external_id is None and idempotency_key:
+        external_id = f"idempotency:{principal.name}:{idempotency_key}"
     report = CaseReport(
         category=body.category,
         lon=body.lon,
@@ -127,7 +143,7 @@ def post_case(
         photo_urls=tuple(body.photo_urls),
         reporter_name=None if body.reporter is None else body.reporter.name,
         reporter_phone=None if body.reporter is None else body.reporter.phone,
-        external_id=body.external_id,
+        external_id=external_id,
     )
     try:
         answer = report_case(connection, report, settings=settings)
