@@ -9,7 +9,7 @@ token for the personal ones. Aggregates (shares, counts per grid) carry no perso
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, text
 from gis.circles import CircleSettings
 from gis.circles_store import coverage_report, facility_types
 from gis.errors import InputError, NotFoundError
-from gis.features import BBox, FeatureSource, extent
+from gis.features import BBox, FeatureSource, extent, features_geojson
 from gis.models import CASE_STATES
 from layers.catalogue import CATALOGUE, OPEN_STATUSES, Layer, Style
 from layers.webmap import Choropleth, Lang, MapLayer, MapSettings, layer_map
@@ -158,12 +158,15 @@ def grid_map(
     *,
     options: PageOptions | None = None,
     circles: CircleSettings | None = None,
+    embed: bool = False,
 ) -> folium.Map:
     """Return a grid worker's map of grid ``code``.
 
     Boundary, the facilities within its 15-minute circle (GB 50180 standard radius, metres
     on the geography) and that circle inline; buildings, streets, stairwells (households and
-    elderly) and the grid's open cases fetched by bbox.
+    elderly) and the grid's open cases fetched by bbox. With ``embed`` (a notebook, a saved
+    file: no server), those are read now for the circle's extent (up to ``options.limit``
+    each) and everything, Leaflet included, is written into the page.
 
     Raises
     ------
@@ -200,8 +203,22 @@ def grid_map(
         ),
     ]
     bounds = BBox(float(row[1]), float(row[2]), float(row[3]), float(row[4]))
+    if embed:
+        area = _circle_extent(connection, grid_id, radius)
+        layers = [
+            item
+            if item.data is not None
+            else replace(
+                item,
+                data=features_geojson(
+                    connection, item.layer.source, bbox=area, limit=options.limit
+                ),
+            )
+            for item in layers
+        ]
     return layer_map(
         layers,
+        embed=embed,
         bounds=bounds,
         limit=options.limit,
         lang=options.lang,
@@ -209,6 +226,17 @@ def grid_map(
         title=_text(options.lang, f"网格 {code}", f"Grid {code}"),
         max_zoom=18,
     )
+
+
+def _circle_extent(connection: Connection, grid_id: int, radius: float) -> BBox:
+    row = connection.execute(
+        text(
+            "SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM (SELECT "
+            "ST_Buffer(geom::geography, :radius)::geometry AS b FROM grid WHERE id = :id) AS c"
+        ),
+        {"id": grid_id, "radius": radius},
+    ).one()
+    return BBox(*(float(v) for v in row))
 
 
 def _shares(connection: Connection, kind: str | None, level: int) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import folium
@@ -503,6 +504,7 @@ def layer_map(
     tiles: MapSettings | None = None,
     title: str = "wangge map",
     max_zoom: int = 17,
+    embed: bool = False,
 ) -> folium.Map:
     """Return a folium map drawing ``layers`` inline or fetched by bbox from ``layers_url``.
 
@@ -527,6 +529,10 @@ def layer_map(
         The page's ``<title>``.
     max_zoom
         Highest zoom the map opens on when fitting ``bounds``.
+    embed
+        Write Leaflet (and the plugins used) into the page itself instead of linking
+        ``static_url``: for a notebook or a saved file, with no server (layers then need
+        inline data).
 
     Returns
     -------
@@ -558,6 +564,8 @@ def layer_map(
     if "heat" in renders:
         fmap.default_js.append(("heat", f"{static_url}/leaflet.heat/leaflet-heat.js"))
     header: Any = fmap.get_root().header  # type: ignore[attr-defined]
+    if embed:
+        _embed_assets(fmap, header)
     header.add_child(Element(f"<title>{_escape(title)}</title>"))
     header.add_child(Element(_CSS))
     # No /favicon.ico request (a 404 in the console).
@@ -584,6 +592,21 @@ def layer_map(
         )
     )
     return fmap
+
+
+STATIC = Path(__file__).resolve().parent.parent / "api" / "static"
+
+
+def _embed_assets(fmap: folium.Map, header: Any) -> None:
+    """Replace the linked scripts and styles of ``fmap`` by their text from ``STATIC``."""
+    for name, url in fmap.default_css:
+        css = (STATIC / url.split("/static/", 1)[1]).read_text(encoding="utf-8")
+        header.add_child(Element(f"<style>{css}</style>"), name=f"{name}_inline")
+    for name, url in fmap.default_js:
+        js = (STATIC / url.split("/static/", 1)[1]).read_text(encoding="utf-8")
+        header.add_child(Element(f"<script>{js}</script>"), name=f"{name}_inline")
+    fmap.default_js = []
+    fmap.default_css = []
 
 
 _CSS = """<style>

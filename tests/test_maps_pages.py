@@ -16,6 +16,8 @@ from sqlalchemy import Connection, text
 from api.app import AppSettings, create_app
 from api.deps import get_read_connection
 from gis.settings import DatabaseSettings
+from layers.maps import grid_map
+from layers.webmap import page_html
 
 GRID = "320106001001001"
 OTHER = "320106001001002"
@@ -229,3 +231,17 @@ def test_detailed_layers_wait_for_their_zoom(client: TestClient, connection: Con
     layers = specs(client.get(f"/maps/grids/{GRID}").text)
     assert layers["buildings"]["min_zoom"] == 15 and layers["stairwells"]["min_zoom"] == 16
     assert layers["buildings"]["inline"] is False
+
+
+def test_embedded_grid_map_carries_leaflet_and_its_buildings(connection: Connection) -> None:
+    add_grid(connection, GRID, -20.0)
+    connection.execute(
+        text(
+            "INSERT INTO building (source, source_id, footprint, area_m2) VALUES ('test', 'e1', "
+            "ST_Multi(ST_MakeEnvelope(-19.998, -39.998, -19.9978, -39.9978, 4326)), 300)"
+        )
+    )
+    page = page_html(grid_map(connection, GRID, embed=True))
+    assert "/static/" not in page
+    assert 'version="1.9.4"' in page  # Leaflet itself, written into the page
+    assert len(specs(page)["buildings"]["data"]["features"]) == 1
