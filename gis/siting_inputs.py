@@ -536,9 +536,36 @@ def build_model(
     Raises
     ------
     InputError
-        As the model's constructor: for set covering, the demand points no candidate can reach
-        (field ``demand``, naming the stairwell ids).
+        As the model's constructor, with the field named as in the request: for set covering
+        and p-median, the demand points no candidate can reach (field ``demand``, naming the
+        stairwell ids); ``p`` is ``k``, ``capacities`` is ``capacity``.
     """
+    try:
+        return _model(inputs, request)
+    except InputError as exc:
+        raise _renamed(exc) from exc
+
+
+def _renamed(exc: InputError) -> InputError:
+    """Name a model's field as the request names it (``p`` is ``k``, ``cost`` the demand)."""
+    field = _REQUEST_FIELDS.get(exc.field)
+    return exc if field is None else InputError(field, exc.message)
+
+
+#: Model argument -> the request field a planner sets.
+_REQUEST_FIELDS = {
+    "cost": "demand",
+    "weights": "demand",
+    "p": "k",
+    "capacities": "capacity",
+    "service_radius": "service_distance_m",
+    "time_limit": "time_limit_s",
+}
+
+
+def _model(
+    inputs: SitingInputs, request: SitingRequest
+) -> MaximalCovering | SetCovering | PMedian | CapacitatedMaximalCovering:
     common: dict[str, Any] = {
         "weights": inputs.demand["demand"].to_numpy(float),
         "existing": inputs.sites["existing"].to_numpy(bool),
@@ -601,6 +628,8 @@ def solve_siting(
     model = build_model(inputs, request)
     try:
         result = model.solve(time_limit=request.time_limit_s)
+    except InputError as exc:
+        raise _renamed(exc) from exc
     except SolverError as exc:
         if request.time_limit_s is not None and "time limit" in str(exc).lower():
             msg = f"ended the search before any feasible answer was found: raise it ({exc})"

@@ -7,10 +7,12 @@ are noded so walks cross the blocks. Elderly residents are a quarter of the resi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import shapely
 from sqlalchemy import Connection, text
 
@@ -24,6 +26,7 @@ from gis.siting_inputs import (
     NETWORK,
     CandidateSpec,
     SitingRequest,
+    build_model,
     candidate_sites,
     demand_points,
     load_inputs,
@@ -232,3 +235,20 @@ def test_walking_costs_equal_the_service_circle_point_query(
         expected = np.zeros(len(sites))
         expected[sites.index.get_indexer(near["facility"])] = near["distance_m"]
         assert cost[row] == pytest.approx(expected, abs=1e-6)
+
+
+def test_pmedian_names_the_stairwells_no_site_reaches_as_demand(
+    connection: Connection, town: dict[str, Any]
+) -> None:
+    question = request(town, problem="pmedian", service_distance_m=None)
+    inputs = load_inputs(connection, question)
+    stranded = inputs.demand.index[0]
+    cost = inputs.cost.tolil()  # type: ignore[union-attr]
+    cost[0, :] = 0.0
+    matrix = sp.csr_array(cost)
+    matrix.eliminate_zeros()
+    cut = replace(inputs, cost=matrix)
+    with pytest.raises(InputError) as err:
+        build_model(cut, question)
+    assert err.value.field == "demand"
+    assert f"ids {stranded}" in err.value.message
