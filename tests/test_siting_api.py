@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, text
 
 from api.app import AppSettings, create_app
 from api.deps import ANONYMOUS, get_principal, get_read_connection
+from api.routers.siting import SitingAnswer
 from gis.settings import ApiSettings, DatabaseSettings
 from tests.principals import People, people
 from tests.test_circles_store import CODE, insert_facility, lonlat
@@ -69,6 +70,7 @@ def test_mclp_opens_k_sites_and_proves_them_optimal(
     answer = post(client, body(town))
     assert answer.status_code == 200
     result = answer.json()
+    SitingAnswer.model_validate(result)
     assert len(result["sites"]) == 2
     assert result["status"] == "optimal"
     assert result["gap"] == pytest.approx(0.0, abs=1e-6)

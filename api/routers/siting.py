@@ -75,6 +75,82 @@ class SitingBody(BaseModel):
     area: Area
 
 
+class Site(BaseModel):
+    """A chosen new site or an existing facility of the type."""
+
+    site: str = Field(description="point:N, building:ID, node:N or facility:ID.")
+    kind: str
+    ref: str
+    lon: float
+    lat: float
+    proposed: bool = Field(description="True for a new site, false for an existing facility.")
+    served: float = Field(description="Demand it serves in the answer.")
+    capacity: float | None
+
+
+class Covered(BaseModel):
+    """Demand covered within the walking limit before and after the answer."""
+
+    demand: float
+    covered_before: float
+    covered_after: float
+    gain: float
+    share_before: float
+    share_after: float
+
+
+class GridCovered(Covered):
+    """The same for one grid (``unassigned``: stairwells outside every grid)."""
+
+    grid: str
+
+
+class CommunityCovered(Covered):
+    """The same for one community."""
+
+    community: str
+
+
+class Coverage(BaseModel):
+    """Coverage in total, per grid and per community."""
+
+    total: Covered
+    by_grid: list[GridCovered]
+    by_community: list[CommunityCovered]
+
+
+class Assignment(BaseModel):
+    """The site serving one stairwell (None: none within reach)."""
+
+    stairwell_id: int
+    site: str | None
+    distance_m: float | None
+
+
+class SitingAnswer(BaseModel):
+    """The answer of ``POST /siting``."""
+
+    problem: str
+    facility_type: str
+    measure: str
+    status: Literal["optimal", "gap_limit", "time_limit", "heuristic"]
+    objective: float
+    bound: float | None
+    gap: float | None
+    method: Literal["network", "euclidean_fallback"]
+    distance: str = Field(description="How distances were measured.")
+    service_distance_m: float | None
+    candidates: int
+    sites: list[Site]
+    existing: list[Site]
+    coverage: Coverage | None = Field(description="None for a p-median without a limit.")
+    assignments: list[Assignment]
+    demand_points: int
+    estimated_stairwells: int
+    layer: dict[str, Any] = Field(description="GeoJSON FeatureCollection of the sites.")
+    runtime_s: float
+
+
 def _circle_settings(request: Request) -> CircleSettings:
     settings = getattr(request.app.state, "circle_settings", None)
     if not isinstance(settings, CircleSettings):
@@ -83,7 +159,7 @@ def _circle_settings(request: Request) -> CircleSettings:
     return settings
 
 
-@router.post("/siting", responses=_BAD_INPUT)
+@router.post("/siting", responses=_BAD_INPUT, response_model=SitingAnswer)
 def siting(body: SitingBody, connection: ReadConnectionDep, request: Request) -> dict[str, Any]:
     """Choose sites for new facilities and report the gain over today.
 
