@@ -405,6 +405,9 @@ def walking_costs(
         Shape ``(len(demand), len(sites))``; a stored entry is a walk within ``limit_m``
         (zero distances stored explicitly); absent pairs are beyond it or unreachable.
     """
+    shape = (len(demand), len(sites))
+    if 0 in shape:
+        return sp.csr_array(shape, dtype=np.float64)
     o = network.snap(demand).frame
     f = network.snap(sites).frame
     eu, ev, elen = network.edge_u, network.edge_v, network.edge_length
@@ -437,7 +440,6 @@ def walking_costs(
         rows.append(ii)
         cols.append(j[jj])
         vals.append(cost[jj, ii])
-    shape = (len(demand), len(sites))
     matrix = sp.csr_array(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
     )
