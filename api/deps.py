@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -20,6 +21,7 @@ from gis.auth import (
     UNRESTRICTED,
     AuthenticationError,
     authenticate_token,
+    hash_token,
     require_roles,
 )
 from gis.auth import (
@@ -57,6 +59,33 @@ def _authenticate(engine: Engine, token: str) -> Principal:
         return authenticate_token(connection, token)
 
 
+async def _cached_authentication(request: Request, token: str, ttl: float) -> Principal:
+    # Process-local and short-lived: spares the pool checkout and thread hop of repeated
+    # requests (most of authentication's cost); a revoked or expired token is refused once
+    # its entry is older than ``ttl`` seconds. Only successes are cached.
+    cache: dict[str, tuple[float, Principal]] | None = getattr(
+        request.app.state, "auth_cache", None
+    )
+    if cache is None:
+        cache = {}
+        request.app.state.auth_cache = cache
+    key = hash_token(token)
+    now = time.monotonic()
+    hit = cache.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    engine: Engine = request.app.state.engine
+    principal = await run_in_threadpool(_authenticate, engine, token)
+    if ttl > 0:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[key] = (now, principal)
+    return principal
+
+
+_CACHE_MAX = 10_000
+
+
 async def get_principal(request: Request) -> Principal:
     """Return the principal of ``request``, enforcing the route's rule of :data:`ACCESS`.
 
@@ -80,8 +109,7 @@ async def get_principal(request: Request) -> Principal:
         if token is None:
             msg = "authentication required: send Authorization: Bearer <token>"
             raise AuthenticationError(msg)
-        engine: Engine = request.app.state.engine
-        principal = await run_in_threadpool(_authenticate, engine, token)
+        principal = await _cached_authentication(request, token, settings.auth_cache_seconds)
         if rule is not None:
             require_roles(principal, rule)
     request.state.principal = principal

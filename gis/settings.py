@@ -36,6 +36,8 @@ class ApiSettings(BaseSettings):
     layer_limit_default: int = Field(default=2_000, ge=1)
     # Bearer tokens required on every non-public route (WANGGE_AUTH_REQUIRED=false: development).
     auth_required: bool = True
+    # A checked token is trusted this long (s) in-process; revocation applies within it. 0: off.
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
     # Largest request body in bytes (413 beyond; batch imports have their own cap).
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 

@@ -298,3 +298,29 @@ def test_a_successful_write_is_audited_with_its_author(
             connection.execute(
                 text("DELETE FROM cases WHERE external_id = :e"), {"e": body["external_id"]}
             )
+
+
+def test_without_the_cache_a_token_revoked_after_use_is_refused_at_once(
+    database_url: str, engine: Engine
+) -> None:
+    settings = AppSettings(
+        database=DatabaseSettings(database_url=database_url),
+        api=ApiSettings(auth_required=True, auth_cache_seconds=0),
+    )
+    with people(engine) as later, TestClient(create_app(settings)) as uncached:
+        assert uncached.get("/cases?limit=1", headers=later.headers("staff")).status_code == 200
+        with engine.begin() as connection:
+            revoke_tokens(connection, later.names["staff"])
+        assert uncached.get("/cases?limit=1", headers=later.headers("staff")).status_code == 401
+
+
+def test_a_checked_token_is_trusted_for_the_cache_period(database_url: str, engine: Engine) -> None:
+    settings = AppSettings(
+        database=DatabaseSettings(database_url=database_url),
+        api=ApiSettings(auth_required=True, auth_cache_seconds=3600),
+    )
+    with people(engine) as later, TestClient(create_app(settings)) as cached:
+        assert cached.get("/cases?limit=1", headers=later.headers("staff")).status_code == 200
+        with engine.begin() as connection:
+            revoke_tokens(connection, later.names["staff"])
+        assert cached.get("/cases?limit=1", headers=later.headers("staff")).status_code == 200
