@@ -21,7 +21,8 @@ from gis.circles_store import coverage_report, facility_types
 from gis.errors import InputError, NotFoundError
 from gis.features import BBox, FeatureSource, extent, features_geojson
 from gis.models import CASE_STATES
-from layers.catalogue import CATALOGUE, OPEN_STATUSES, Layer, Style
+from gis.siting_inputs import CandidateSpec, SitingRequest, solve_siting
+from layers.catalogue import CATALOGUE, OPEN_STATUSES, Category, Layer, Style
 from layers.webmap import Choropleth, Lang, MapLayer, MapSettings, layer_map
 
 # Layers derived for one page (aggregates and display-only shapes); not served by /layers.
@@ -57,6 +58,25 @@ DERIVED: dict[str, Layer] = {
             ),
             style=Style(color="#17becf", weight=1.0, fill_color="#17becf", fill_opacity=0.08),
             popup=("name", "type", "minutes"),
+        ),
+        Layer(
+            name="proposals",
+            title="选址方案",
+            title_en="Proposed sites",
+            source=FeatureSource(
+                table="facility",
+                geometry="geom",
+                properties=("site", "kind", "proposed", "served"),
+            ),
+            style=Style(
+                color="#000000", weight=2.0, fill_color="#ffff33", fill_opacity=1.0, radius=8.0
+            ),
+            popup=("site", "kind", "proposed", "served"),
+            colour_by="proposed",
+            categories=(
+                Category("true", "#ffff33", "新增选址", "proposed site"),
+                Category("false", "#999999", "现有设施", "existing facility"),
+            ),
         ),
         Layer(
             name="incidents",
@@ -258,17 +278,23 @@ def planner_map(
     *,
     options: PageOptions | None = None,
     circles: CircleSettings | None = None,
+    sites: int | None = None,
 ) -> folium.Map:
     """Return a planner's map: coverage by grid, facilities and their service radius.
 
     ``kind`` is a facility type of the mapping; None shows the share of households having
     every required type at 15 minutes. Shares come from the stored service-circle coverage
-    (``wangge circles compute``); grids without stored coverage are grey.
+    (``wangge circles compute``); grids without stored coverage are grey. With ``sites``
+    (and a ``kind``), the ``sites`` new sites covering the most elderly residents within the
+    type's standard radius are proposed (maximal covering on the walking network, candidates
+    one network node per 200 m square, 20 s solver limit) and drawn with the existing ones.
 
     Raises
     ------
     NotFoundError
         When ``kind`` is not a facility type.
+    InputError
+        ``sites`` without ``kind`` or below 1; errors of the siting inputs.
     """
     options = options or PageOptions()
     circles = circles or CircleSettings()
@@ -301,14 +327,55 @@ def planner_map(
             data=_collection(connection, _FACILITIES_OF_TYPE, {"type": kind}),
         )
     )
+    bounds = extent(connection, PUBLIC_SOURCES)
+    if sites is not None:
+        if kind is None:
+            raise InputError("sites", "give a facility type (type) to site")
+        if sites < 1:
+            raise InputError("sites", f"must be at least 1, got {sites}")
+        radii = circles.standard_radius_m
+        answer = solve_siting(
+            connection,
+            SitingRequest(
+                problem="mclp",
+                facility_type=kind,
+                candidates=CandidateSpec(node_spacing_m=200.0),
+                k=sites,
+                service_distance_m=float(radii.get(level, max(radii.values()))),
+                time_limit_s=20.0,
+                bbox=tuple(bounds) if bounds is not None else None,
+            ),
+            settings=circles,
+        )
+        layers.append(MapLayer(DERIVED["proposals"], data=json.dumps(_proposals(answer["layer"]))))
     return layer_map(
         layers,
-        bounds=extent(connection, PUBLIC_SOURCES),
+        bounds=bounds,
         limit=options.limit,
         lang=options.lang,
         tiles=options.tiles,
         title=_text(options.lang, "规划：设施覆盖", "Planning: facility coverage"),
     )
+
+
+def _proposals(layer: dict[str, Any]) -> dict[str, Any]:
+    """Siting answer features with ids and ``proposed`` as text (the colour key)."""
+    features = []
+    for i, feature in enumerate(layer["features"]):
+        props = feature["properties"]
+        features.append(
+            {
+                **feature,
+                "id": i,
+                "properties": {
+                    "site": props.get("site"),
+                    "kind": props.get("kind"),
+                    "proposed": "true" if props.get("proposed") else "false",
+                    "served": props.get("served"),
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
 
 
 def cases_map(

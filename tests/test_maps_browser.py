@@ -58,8 +58,8 @@ def visits(site: Site, planner_type: str) -> Iterator[dict[str, Visit]]:
             ),
             "planner": visit(
                 chromium,
-                f"{site.base_url}/maps/planner?type={planner_type}",
-                layers=("coverage", "facilities", "isochrones"),
+                f"{site.base_url}/maps/planner?type={planner_type}&sites=2",
+                layers=("coverage", "facilities", "isochrones", "proposals"),
                 shot="map_planner",
             ),
             "cases": visit(
@@ -111,6 +111,19 @@ def test_planner_map_draws_every_grid_and_the_types_facilities(
     drawn = visits["planner"]
     assert drawn.paths["coverage"] == scalar(demo, "SELECT count(*) FROM grid") == 9
     assert drawn.paths["facilities"] == drawn.paths["isochrones"] == facilities
+
+
+def test_planner_map_draws_two_proposed_sites_with_the_existing_ones(
+    visits: dict[str, Visit], demo: Engine, planner_type: str
+) -> None:
+    existing = scalar(
+        demo,
+        "SELECT count(*) FROM facility, (SELECT ST_Extent(g) e FROM (SELECT footprint g "
+        "FROM building UNION ALL SELECT geom FROM grid) u) x "
+        "WHERE type = :t AND ST_Intersects(geom, ST_SetSRID(x.e::geometry, 4326))",
+        t=planner_type,
+    )
+    assert visits["planner"].paths["proposals"] == 2 + existing
 
 
 def test_cases_map_draws_every_grid_and_clusters_the_reported_cases(

@@ -245,3 +245,9 @@ def test_embedded_grid_map_carries_leaflet_and_its_buildings(connection: Connect
     assert "/static/" not in page
     assert 'version="1.9.4"' in page  # Leaflet itself, written into the page
     assert len(specs(page)["buildings"]["data"]["features"]) == 1
+
+
+def test_proposing_sites_needs_a_facility_type(client: TestClient) -> None:
+    response = client.get("/maps/planner", params={"sites": 2})
+    assert response.status_code == 422
+    assert "sites" in response.text

@@ -75,11 +75,12 @@ def planner_page(
     connection: ReadConnectionDep,
     settings: ApiSettingsDep,
     type: Annotated[str | None, Query(description="A facility type.")] = None,
+    sites: Annotated[int | None, Query(description="New sites to propose (with type).")] = None,
     lang: LangQuery = "zh",
 ) -> HTMLResponse:
-    """Coverage by grid, facilities and their service radius (404 page for an unknown type)."""
+    """Coverage by grid, facilities, service radius, proposed sites (404 for unknown type)."""
     try:
-        fmap = planner_map(connection, type or None, options=_options(settings, lang))
+        fmap = planner_map(connection, type or None, options=_options(settings, lang), sites=sites)
     except NotFoundError as exc:
         return not_found_page(str(exc))
     return HTMLResponse(page_html(fmap))
