@@ -22,6 +22,7 @@ Coordinates are WGS84 (EPSG:4326) in and out; every distance is in metres.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import scipy.sparse as sp
 import shapely
 from pyproj import Transformer
 from scipy.sparse import csgraph
+from scipy.spatial import cKDTree
 from sqlalchemy import Connection, bindparam, text
 
 from gis.circles import CircleSettings
@@ -397,7 +399,9 @@ def walking_costs(
 
     Both layers are snapped to the network (never across a wall); with
     ``add_snap_distance`` the walk from each point to the network counts. Sites are handled
-    ``batch`` at a time: one bounded Dijkstra from the two ends of each site's edge.
+    ``batch`` at a time (fewer on a large network, to keep the per-batch node table near
+    80 MB): one bounded Dijkstra from the two ends of each site's edge. With a limit, only
+    pairs within that straight-line distance are evaluated (a walk is never shorter).
 
     Returns
     -------
@@ -419,27 +423,38 @@ def walking_costs(
     f_t = f["t"].to_numpy()
     f_x = f["snap_m"].to_numpy() if add_snap_distance else np.zeros(len(f))
     limit = np.inf if limit_m is None else float(limit_m)
+    tree: cKDTree | None = None
+    if np.isfinite(limit):
+        tree = cKDTree(shapely.get_coordinates(demand.geometry.to_crs(network.crs)))
+        f_xy = shapely.get_coordinates(sites.geometry.to_crs(network.crs))
+    step = int(max(1, min(batch, 5_000_000 // max(network.n_nodes, 1))))
     rows: list[npt.NDArray[np.intp]] = []
     cols: list[npt.NDArray[np.intp]] = []
     vals: list[FloatArray] = []
-    for start in range(0, len(f), batch):
-        j = np.arange(start, min(start + batch, len(f)))
-        fu, fv = eu[f_edge[j]], ev[f_edge[j]]
-        nodes, pos = np.unique(np.r_[fu, fv], return_inverse=True)
+    for start in range(0, len(f), step):
+        j = np.arange(start, min(start + step, len(f)))
+        fe, ft, fx = f_edge[j], f_t[j], f_x[j]
+        nodes, pos = np.unique(np.r_[eu[fe], ev[fe]], return_inverse=True)
         d = csgraph.dijkstra(network.graph, directed=True, indices=nodes, limit=limit)
-        # distance from each site (row) to every node
+        # walking metres from each site of the batch (row) to every node
         to_node = np.minimum(
-            (f_t[j] + f_x[j])[:, None] + d[pos[: len(j)]],
-            (elen[f_edge[j]] - f_t[j] + f_x[j])[:, None] + d[pos[len(j) :]],
+            (ft + fx)[:, None] + d[pos[: len(j)]],
+            (elen[fe] - ft + fx)[:, None] + d[pos[len(j) :]],
         )
-        cost = np.minimum(to_node[:, o_u] + o_t, to_node[:, o_v] + o_rest)
-        same = f_edge[j][:, None] == o_edge[None, :]
-        direct = np.abs(f_t[j][:, None] - o_t[None, :]) + f_x[j][:, None]
-        cost = np.where(same, np.minimum(cost, direct), cost) + o_x[None, :]
-        jj, ii = np.nonzero(cost <= limit)
-        rows.append(ii)
-        cols.append(j[jj])
-        vals.append(cost[jj, ii])
+        if tree is not None:
+            near = tree.query_ball_point(f_xy[j], r=limit + 1e-6)
+            jj = np.repeat(np.arange(len(j)), [len(n) for n in near])
+            ii = np.fromiter(itertools.chain.from_iterable(near), dtype=np.intp, count=jj.size)
+        else:
+            jj = np.repeat(np.arange(len(j)), len(o))
+            ii = np.tile(np.arange(len(o)), len(j))
+        cost = np.minimum(to_node[jj, o_u[ii]] + o_t[ii], to_node[jj, o_v[ii]] + o_rest[ii])
+        direct = np.abs(ft[jj] - o_t[ii]) + fx[jj]
+        cost = np.where(fe[jj] == o_edge[ii], np.minimum(cost, direct), cost) + o_x[ii]
+        keep = cost <= limit
+        rows.append(ii[keep])
+        cols.append(j[jj[keep]])
+        vals.append(cost[keep])
     matrix = sp.csr_array(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
     )
