@@ -43,7 +43,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, frozenset[str] | None]] = {
     ("POST", "/cases"): ("/cases", EVERYONE - {"planner"}),
     ("POST", "/cases/{case_id}/location"): ("/cases/999999999/location", FIELD),
     ("POST", "/cases/batch"): ("/cases/batch", OFFICE),
-    ("GET", "/cases"): ("/cases?limit=1", OFFICE),
+    ("GET", "/cases"): ("/cases?limit=1", FIELD),
     ("GET", "/cases/overdue"): ("/cases/overdue", OFFICE),
     ("GET", "/cases/{case_id}"): ("/cases/999999999", OFFICE | {"department"}),
     ("POST", "/cases/{case_id}/transitions"): (

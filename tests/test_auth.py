@@ -324,3 +324,27 @@ def test_a_checked_token_is_trusted_for_the_cache_period(database_url: str, engi
         with engine.begin() as connection:
             revoke_tokens(connection, later.names["staff"])
         assert cached.get("/cases?limit=1", headers=later.headers("staff")).status_code == 200
+
+
+def test_a_worker_lists_only_the_cases_of_their_grids(
+    client: TestClient, connection: Connection, users: People, two_grids: dict[str, int]
+) -> None:
+    from gis.cases.reporting import CaseReport, report_case
+
+    mine = report_case(connection, CaseReport(category="E0103", lon=-20.005, lat=-40.0)).case
+    report_case(connection, CaseReport(category="E0103", lon=-19.995, lat=-40.0))
+    response = client.get("/cases", params={"bbox": WEST}, headers=users.headers("worker"))
+    assert _ids(response.json()) == {mine.id}
+
+
+def test_staff_list_every_case(
+    client: TestClient, connection: Connection, users: People, two_grids: dict[str, int]
+) -> None:
+    from gis.cases.reporting import CaseReport, report_case
+
+    ids = {
+        report_case(connection, CaseReport(category="E0103", lon=lon, lat=-40.0)).case.id
+        for lon in (-20.005, -19.995)
+    }
+    response = client.get("/cases", params={"bbox": WEST}, headers=users.headers("staff"))
+    assert _ids(response.json()) == ids

@@ -262,6 +262,7 @@ def _too_large(exc: BatchTooLargeError) -> JSONResponse:
 def get_cases(
     connection: ReadConnectionDep,
     api: ApiSettingsDep,
+    principal: PrincipalDep,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84).")] = None,
     grid: Annotated[str | None, Query(description="15-digit grid code.")] = None,
     community: Annotated[str | None, Query(description="12-digit community code.")] = None,
@@ -312,5 +313,6 @@ def get_cases(
         limit=limit,
         offset=offset,
         max_limit=api.layer_limit_max,
+        principal=principal,
     )
     return Response(content=body, media_type=GEOJSON)

@@ -49,6 +49,7 @@ from sqlalchemy import Connection, text
 
 from gis.addresses import AddressBook, AddressMatch, parse_address, resolve_address
 from gis.assign import CellIndex
+from gis.auth import Principal
 from gis.cases.categories import default_categories
 from gis.coords import CRS_NAMES, CoordinateSystem, parse_crs, to_wgs84, utm_epsg
 from gis.errors import ConflictError, InputError, NotFoundError
@@ -500,6 +501,10 @@ _LIST = text(
           AND (CAST(:status AS text) IS NULL OR k.status = :status)
           AND (CAST(:since AS timestamptz) IS NULL OR k.reported_at >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR k.reported_at < :until)
+          -- A grid worker's scope: cases of the current grids they serve (gis.auth).
+          AND (NOT CAST(:scoped AS boolean) OR k.grid_id IN (
+              SELECT sg.id FROM grid sg
+              WHERE sg.worker_id = :scope_worker_id AND sg.valid_to IS NULL))
         ORDER BY k.id
         LIMIT :limit_plus OFFSET :offset
     )
@@ -548,8 +553,12 @@ def list_cases(
     limit: int = 100,
     offset: int = 0,
     max_limit: int = 10_000,
+    principal: Principal | None = None,
 ) -> str:
     """Return cases as a GeoJSON FeatureCollection (a JSON string), ordered by id, paged.
+
+    A worker ``principal`` sees only the cases of the current grids they serve (filtered in
+    the query); other principals, or None, see every case.
 
     Reporter name and phone are never part of the output. ``since`` is inclusive, ``until``
     exclusive, both on ``reported_at``. The collection carries ``numberReturned``, ``offset``,
@@ -589,6 +598,8 @@ def list_cases(
         "limit": limit,
         "limit_plus": limit + 1,
         "offset": offset,
+        "scoped": principal is not None and principal.scoped,
+        "scope_worker_id": None if principal is None else principal.worker_id,
     }
     return str(connection.execute(_LIST, params).scalar_one())
 
