@@ -348,3 +348,21 @@ def test_staff_list_every_case(
     }
     response = client.get("/cases", params={"bbox": WEST}, headers=users.headers("staff"))
     assert _ids(response.json()) == ids
+
+
+def test_a_read_of_reporter_contact_is_audited(
+    client: TestClient, connection: Connection, users: People
+) -> None:
+    from gis.cases.reporting import CaseReport, report_case
+
+    report = CaseReport(
+        category="E0103", lon=-20.5, lat=-40.5, reporter_name="王女士", reporter_phone="1390000"
+    )
+    case_id = report_case(connection, report).case.id
+    response = client.get(f"/cases/{case_id}", headers=users.headers("staff"))
+    assert response.status_code == 200
+    row = connection.execute(
+        text("SELECT resource, detail->>'case_id' FROM audit_log WHERE actor = :n"),
+        {"n": users.names["staff"]},
+    ).one()
+    assert tuple(row) == ("cases.reporter", str(case_id))

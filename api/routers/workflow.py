@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from api.deps import EngineDep, PrincipalDep, ReadConnectionDep
-from gis.auth import CONTACT_ROLES, PermissionDeniedError, Principal
+from gis.auth import CONTACT_ROLES, PermissionDeniedError, Principal, audit
 from gis.cases.categories import TimeLimit
 from gis.cases.deadlines import TimeStatus
 from gis.cases.workflow import (
@@ -243,4 +243,7 @@ def get_case_route(
     """
     contact = bool(CONTACT_ROLES & principal.roles)
     view = get_case(connection, case_id, include_reporter=contact)
+    if contact:
+        # Reporter name and phone are personal data: every read of them is recorded.
+        audit(connection, principal, "read", "cases.reporter", {"case_id": case_id})
     return _case_out(view, principal)
