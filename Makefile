@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_AREAS := data/beijing_haidian_xueyuanlu/raw/source_map.osm.pbf \
-              data/nanjing_xinjiekou/raw/source_osm_bbox.osm.pbf
 export WANGGE_HOME ?= $(CURDIR)/.wangge
 
 .PHONY: demo test lint deps system-deps bench clean
@@ -22,8 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: deps
-	$(BIN)/wangge db start
-	$(BIN)/wangge import osm $(DEMO_AREAS)
+	WANGGE=$(BIN)/wangge scripts/load-demo
 	$(BIN)/wangge serve
 
 test: deps

@@ -53,13 +53,31 @@ def test_catalogue_columns_exist_in_the_schema(name: str) -> None:
     assert set(source.columns) <= set(table.columns.keys())
 
 
-@pytest.mark.parametrize("name", sorted(CATALOGUE))
-def test_catalogue_exposes_no_personal_data(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(name for name in CATALOGUE if not CATALOGUE[name].personal))
+def test_public_layers_expose_no_personal_data(name: str) -> None:
     assert not PERSONAL & set(CATALOGUE[name].source.properties)
 
 
-def test_catalogue_has_the_five_layers() -> None:
-    assert set(CATALOGUE) == {"buildings", "stairwells", "facilities", "streets", "grids"}
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_no_layer_exposes_contacts_or_raw_tags(name: str) -> None:
+    # Even role-restricted layers carry counts, never contact details or free-form tags.
+    assert not {
+        "phone",
+        "worker_id",
+        "tags",
+        "name_of_reporter",
+        "reporter_phone",
+        "reporter_name",
+    } & set(CATALOGUE[name].source.properties)
+
+
+def test_household_layers_are_marked_personal() -> None:
+    assert CATALOGUE["stairwells"].personal
+    assert CATALOGUE["cases"].personal
+
+
+def test_catalogue_has_the_foundation_layers() -> None:
+    assert {"buildings", "stairwells", "facilities", "streets", "grids"} <= set(CATALOGUE)
 
 
 def test_get_layer_lists_known_layers_when_unknown() -> None:

@@ -219,11 +219,24 @@ def derive(
     min_area: Annotated[
         float | None, typer.Option(help="Smallest community, m² (default 100,000).")
     ] = None,
+    keep_existing: Annotated[
+        bool, typer.Option(help="Leave a subdistrict that already has communities as it is.")
+    ] = False,
 ) -> None:
     """Cut a study area into derived communities along major roads."""
     from gis.grids.communities import derive_communities, read_study_area
 
     with _transaction() as conn:
+        existing = conn.execute(
+            text(
+                "SELECT count(*) FROM community c JOIN subdistrict s ON s.id = c.subdistrict_id"
+                " WHERE s.code = :code"
+            ),
+            {"code": subdistrict_code},
+        ).scalar_one()
+        if keep_existing and existing:
+            console.print(f"subdistrict {subdistrict_code} keeps its {existing} communities")
+            return
         ids = derive_communities(
             conn,
             read_study_area(study_area),
