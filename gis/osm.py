@@ -10,6 +10,12 @@ pyogrio). Every layer comes back as a GeoDataFrame in WGS84 (EPSG:4326):
   TOML mapping; POIs no rule matches are not facilities;
 - entrances (gates and entrance nodes) and barriers (walls and fences), for the network work.
 
+Residential compounds (小区) are read too, not stored: areas tagged ``landuse=residential``,
+``place=neighbourhood`` or ``residential=*`` (closed ways and multipolygon relations). A building
+whose footprint lies at least half inside them gets the derived tag ``landuse_residential=yes``
+(:func:`mark_residential_landuse`), which the stairwell estimate reads. Compound outlines cut by
+the extract boundary cannot be assembled and are left out silently (they are not a layer).
+
 Invalid polygons are repaired with :func:`shapely.make_valid` (``repaired`` is true);
 features with no usable geometry are listed in ``rejected`` with their source id and reason.
 A truncated or unreadable file raises :class:`gis.errors.InputError`.
@@ -72,10 +78,16 @@ FOOT_ALLOWED = frozenset({"yes", "designated", "permissive"})
 NO_ACCESS = frozenset({"no", "private"})
 
 POI_KEYS = ("amenity", "shop", "leisure", "healthcare", "social_facility")
+# Keys of residential compound areas (see is_residential_compound).
+COMPOUND_KEYS = ("landuse", "place", "residential")
 GATE_BARRIERS = frozenset(
     {"gate", "lift_gate", "swing_gate", "sliding_gate", "kissing_gate", "entrance", "turnstile"}
 )
 WALL_BARRIERS = frozenset({"wall", "fence", "city_wall", "retaining_wall"})
+#: Share of a footprint's area that must lie inside residential land use to mark it.
+MIN_RESIDENTIAL_SHARE = 0.5
+#: Derived building tag: the footprint lies mostly inside a residential compound.
+LANDUSE_RESIDENTIAL_TAG = "landuse_residential"
 # Tags that say nothing about the feature itself.
 NOISE_TAG_PREFIXES = ("source", "note", "fixme", "FIXME", "created_by", "comment")
 
@@ -300,6 +312,99 @@ def is_walkable(tags: Mapping[str, str]) -> bool:
     return not (tags.get("access") in NO_ACCESS and foot not in FOOT_ALLOWED)
 
 
+def is_residential_compound(tags: Mapping[str, str]) -> bool:
+    """Whether an area with ``tags`` outlines homes: a compound, estate or neighbourhood.
+
+    True for ``landuse=residential``, ``place=neighbourhood`` and any ``residential=*``
+    (``residential=urban``, ``gated``…) on an area that is not itself a building.
+    """
+    if tags.get("building", "no") != "no":
+        return False
+    return (
+        tags.get("landuse") == "residential"
+        or tags.get("place") == "neighbourhood"
+        or "residential" in tags
+    )
+
+
+def residential_share(footprints: Any, compounds: Any) -> np.ndarray[Any, Any]:
+    """Return the share of each footprint's area that lies inside the compound polygons.
+
+    Parameters
+    ----------
+    footprints
+        Array-like of valid polygonal shapely geometries in WGS84 (EPSG:4326).
+    compounds
+        Array-like of polygonal shapely geometries in WGS84; they may overlap or be invalid
+        (they are repaired and merged first, so overlapping compounds are not counted twice).
+
+    Returns
+    -------
+    numpy.ndarray
+        One share in [0, 1] per footprint, areas measured in the local UTM zone of the
+        footprints (metres); 0 for a footprint without area.
+    """
+    footprints = np.asarray(footprints, dtype=object)
+    compounds = np.asarray(compounds, dtype=object)
+    share = np.zeros(len(footprints))
+    present = compounds[~(shapely.is_missing(compounds) | shapely.is_empty(compounds))]
+    if not len(footprints) or not len(present):
+        return share
+    series = gpd.GeoSeries(footprints, crs=WGS84)
+    utm = series.estimate_utm_crs()
+    shapes = np.asarray(series.to_crs(utm).array, dtype=object)
+    areas = np.asarray(gpd.GeoSeries(present, crs=WGS84).to_crs(utm).array, dtype=object)
+    merged = shapely.get_parts(shapely.union_all(shapely.make_valid(areas)))
+    parts = merged[shapely.get_type_id(merged) == 3]
+    if not len(parts):
+        return share
+    left, right = shapely.STRtree(parts).query(shapes, predicate="intersects")
+    inside = shapely.area(shapely.intersection(shapes[left], parts[right]))
+    covered = np.bincount(left, weights=inside, minlength=len(shapes))
+    total = shapely.area(shapes)
+    np.divide(covered, total, out=share, where=total > 0)
+    return np.clip(share, 0.0, 1.0)
+
+
+def mark_residential_landuse(
+    buildings: Any, compounds: Any, *, min_share: float = MIN_RESIDENTIAL_SHARE
+) -> Any:
+    """Tag buildings lying mostly inside residential compounds ``landuse_residential=yes``.
+
+    Parameters
+    ----------
+    buildings
+        GeoDataFrame in EPSG:4326 with valid polygonal geometries and a ``tags`` column of
+        dicts (see :func:`read_osm`).
+    compounds
+        Array-like of compound polygons in WGS84 (:func:`is_residential_compound` areas).
+    min_share
+        The share of the footprint area (measured in metres, local UTM) that must lie inside
+        the compounds.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        A copy of ``buildings`` whose marked rows carry the tag in new dicts; other rows and
+        the input frame are unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``min_share`` is not in (0, 1].
+    """
+    if not 0 < min_share <= 1:
+        msg = f"min_share must be in (0, 1], got {min_share}"
+        raise ValueError(msg)
+    share = residential_share(np.asarray(buildings.geometry.array, dtype=object), compounds)
+    marked = share >= min_share
+    tags = [
+        {**t, LANDUSE_RESIDENTIAL_TAG: "yes"} if flag else t
+        for t, flag in zip(buildings["tags"], marked, strict=True)
+    ]
+    return buildings.assign(tags=tags)
+
+
 def is_poi(tags: Mapping[str, str]) -> bool:
     """Whether a feature with ``tags`` is a point of interest (a facility candidate)."""
     return any(k in tags for k in POI_KEYS) or tags.get("office") == "government"
@@ -475,6 +580,13 @@ def read_osm(
     progress
         Called now and then with the number of OSM objects read so far.
 
+    Returns
+    -------
+    OsmLayers
+        The layers; buildings lying at least :data:`MIN_RESIDENTIAL_SHARE` of their area
+        inside residential compounds carry ``tags["landuse_residential"] = "yes"``
+        (:func:`mark_residential_landuse`).
+
     Raises
     ------
     InputError
@@ -492,12 +604,13 @@ def read_osm(
     pois: dict[str, list[Any]] = {"source_id": [], "tags": [], "wkb": [], "is_area": []}
     entrances: dict[str, list[Any]] = {c: [] for c in [*ENTRANCE_COLUMNS, "wkb"]}
     barriers: dict[str, list[Any]] = {c: [] for c in [*BARRIER_COLUMNS, "wkb"]}
+    compounds: list[bytes] = []
     rejected: list[dict[str, str]] = []
-    keys = ("building", "highway", "barrier", "entrance", "office", *POI_KEYS)
+    keys = ("building", "highway", "barrier", "entrance", "office", *POI_KEYS, *COMPOUND_KEYS)
     processor = (
         osmium.FileProcessor(name)
         .with_locations()
-        .with_areas(osmium.filter.KeyFilter("building", "office", *POI_KEYS))
+        .with_areas(osmium.filter.KeyFilter("building", "office", *POI_KEYS, *COMPOUND_KEYS))
         .with_filter(osmium.filter.KeyFilter(*keys))
     )
     seen = 0
@@ -510,6 +623,12 @@ def read_osm(
             if isinstance(obj, osmium.osm.Area):
                 area_id = ("w" if obj.from_way() else "r") + str(obj.orig_id())
                 building = tags.get("building", "no") != "no"
+                if is_residential_compound(tags):
+                    outline = _compound(wkb, obj)
+                    if outline is not None:
+                        compounds.append(outline)
+                if not (building or "office" in tags or any(k in tags for k in POI_KEYS)):
+                    continue
                 layer = "buildings" if building else "facilities"
                 geom = _make(wkb.create_multipolygon, obj, area_id, layer, rejected)
                 if building and geom is not None:
@@ -557,7 +676,18 @@ def read_osm(
         barriers=_frame(barriers, BARRIER_COLUMNS),
         rejected=rejected,
     )
-    return _finish_buildings(layers)
+    layers = _finish_buildings(layers)
+    if compounds and len(layers.buildings):
+        layers.buildings = mark_residential_landuse(layers.buildings, shapely.from_wkb(compounds))
+    return layers
+
+
+def _compound(wkb: Any, obj: Any) -> bytes | None:
+    # A compound cut by the extract boundary has no outline; it is simply not used.
+    try:
+        return bytes.fromhex(wkb.create_multipolygon(obj))
+    except (RuntimeError, osmium.InvalidLocationError):
+        return None
 
 
 def _make(

@@ -18,7 +18,7 @@ import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -63,11 +63,37 @@ _NOT_HOME_WORD = re.compile(
     r"|食堂|派出所|政府|委员会|法院|寺|教堂|车站|地铁"
 )
 
+# Tag keys that give a building another use than homes (a shop, an office, a clinic…).
+OTHER_USE_KEYS = frozenset(
+    {
+        "amenity",
+        "shop",
+        "office",
+        "craft",
+        "tourism",
+        "healthcare",
+        "leisure",
+        "industrial",
+        "man_made",
+        "public_transport",
+        "railway",
+        "aeroway",
+        "power",
+        "military",
+        "emergency",
+        "religion",
+    }
+)
+# Derived tag set by the OSM reader (gis.osm.mark_residential_landuse).
+LANDUSE_RESIDENTIAL_TAG = "landuse_residential"
+
 _SIDE_TIE_M = 0.01
 STAIRWELL_COLUMNS = ("building", "unit", "households", "residents", "elderly")
 
 
-def is_residential(use: str | None, name: str | None) -> bool:
+def is_residential(
+    use: str | None, name: str | None, tags: Mapping[str, Any] | None = None
+) -> bool:
     """Say whether a building counts as homes for the estimate.
 
     A building is residential when its use (OSM ``building=*``) is one of
@@ -75,8 +101,13 @@ def is_residential(use: str | None, name: str | None) -> bool:
     its name contains a residential word (小区, 公寓, 宿舍, 住宅, 家属, 新村, 新寓,
     居民楼), or is numbered the way compound blocks are ("10号楼", "3栋", "2幢",
     "5单元", "8号院") without a word naming another use (大学, 大厦, 医院, 办公,
-    中心, …). Any other use (``commercial``, ``school``…) is not residential,
-    whatever the name.
+    中心, …); or when the use is unspecified, the building is unnamed, it lies mostly
+    inside a residential compound (tag ``landuse_residential=yes``, set by the OSM reader
+    for footprints at least half inside ``landuse=residential``, ``place=neighbourhood``
+    or ``residential=*`` areas) and no tag gives it another use (a key of
+    :data:`OTHER_USE_KEYS` such as ``amenity``, ``shop``, ``office``, or a
+    ``building:use`` that is not residential). Any other use (``commercial``,
+    ``school``, ``garage``…) is not residential, whatever the name or place.
 
     Parameters
     ----------
@@ -84,6 +115,9 @@ def is_residential(use: str | None, name: str | None) -> bool:
         The building's use, as stored in ``building.use``.
     name : str or None
         The building's name.
+    tags : mapping, optional
+        The building's OSM tags (``building.tags``), with the derived
+        ``landuse_residential`` tag; None or empty when unknown.
 
     Returns
     -------
@@ -95,10 +129,19 @@ def is_residential(use: str | None, name: str | None) -> bool:
     if kind and kind not in UNSPECIFIED_USES:
         return False
     if not name:
-        return False
+        return _in_compound_without_other_use(tags or {})
     if _HOME_WORD.search(name):
         return True
     return bool(_NUMBERED_HOME.search(name)) and not _NOT_HOME_WORD.search(name)
+
+
+def _in_compound_without_other_use(tags: Mapping[str, Any]) -> bool:
+    if tags.get(LANDUSE_RESIDENTIAL_TAG) != "yes":
+        return False
+    if any(key in tags for key in OTHER_USE_KEYS):
+        return False
+    building_use = str(tags.get("building:use", "residential")).strip().lower()
+    return building_use in RESIDENTIAL_USES
 
 
 @dataclass(frozen=True)
@@ -328,7 +371,7 @@ def _array_literal(values: npt.NDArray[Any]) -> str:
 
 _SELECT_BUILDINGS = """
 SELECT b.id, b.source, b.source_id, b.name, coalesce(b.use, b.tags->>'building') AS use,
-       b.levels, ST_AsBinary(b.footprint) AS wkb,
+       b.levels, ST_AsBinary(b.footprint) AS wkb, b.tags,
        EXISTS (SELECT 1 FROM stairwell s WHERE s.building_id = b.id AND NOT s.estimated) AS real
 FROM building b
 """
@@ -409,7 +452,7 @@ def estimate_stairwells(
         params["ids"] = _array_literal(np.asarray(building_ids, dtype=np.int64))
     rows = connection.execute(text(query + " ORDER BY b.id"), params).all()
     scope = [int(r.id) for r in rows]
-    homes = [r for r in rows if is_residential(r.use, r.name)]
+    homes = [r for r in rows if is_residential(r.use, r.name, r.tags)]
     candidates = [r for r in homes if not r.real]
     skipped_real = len(homes) - len(candidates)
 

@@ -20,12 +20,14 @@ from gis.errors import InputError
 from gis.loader import load_buildings, load_facilities, load_streets, store_layers
 from gis.osm import (
     load_facility_mapping,
+    mark_residential_landuse,
     parse_building_number,
     parse_levels,
     read_osm,
     read_source,
     read_vector,
 )
+from tests.compounds import reference_shares, write_compound_osm
 from tests.conftest import DATA
 
 HELSINKI = DATA / "helsinki_centre" / "raw" / "Helsinki.osm.pbf"
@@ -486,3 +488,87 @@ def test_unknown_file_type_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"PK")
     with pytest.raises(InputError, match="unknown file type"):
         read_source(path)
+
+
+# --- residential compounds ------------------------------------------------------------------
+
+
+def _marked(buildings: Any) -> set[str]:
+    return {
+        source_id
+        for source_id, tags in zip(buildings["source_id"], buildings["tags"], strict=True)
+        if tags.get("landuse_residential") == "yes"
+    }
+
+
+def test_buildings_mostly_inside_residential_landuse_are_tagged(tmp_path: Path) -> None:
+    layers = read_source(write_compound_osm(tmp_path / "compound.osm"))
+    # w22 lies outside the compound, w24 only a quarter inside; the rest wholly inside.
+    assert _marked(layers.buildings) == {"w21", "w23", "w25"}
+
+
+def test_the_landuse_outline_itself_is_not_a_building_and_not_rejected(tmp_path: Path) -> None:
+    layers = read_source(write_compound_osm(tmp_path / "compound.osm"))
+    assert "w20" not in set(layers.buildings["source_id"])
+    assert layers.rejected == []
+
+
+def test_a_building_in_the_hole_of_a_multipolygon_compound_is_not_tagged(
+    tmp_path: Path,
+) -> None:
+    square = [(39.900, 116.300), (39.900, 116.302), (39.902, 116.302), (39.902, 116.300)]
+    hole = [(39.9005, 116.3005), (39.9005, 116.3015), (39.9015, 116.3015), (39.9015, 116.3005)]
+    in_hole = [(39.9008, 116.3008), (39.9008, 116.3012), (39.9010, 116.3012), (39.9010, 116.3008)]
+    in_ring = [(39.9001, 116.3001), (39.9001, 116.3004), (39.9003, 116.3004), (39.9003, 116.3001)]
+    nodes, ways = [], []
+    for way_id, ring in ((1, square), (2, hole), (3, in_hole), (4, in_ring)):
+        ids = [way_id * 10 + i for i in range(4)]
+        nodes += [
+            f'<node id="{n}" lat="{lat}" lon="{lon}" version="1"/>'
+            for n, (lat, lon) in zip(ids, ring, strict=True)
+        ]
+        refs = "".join(f'<nd ref="{n}"/>' for n in [*ids, ids[0]])
+        tag = '<tag k="building" v="yes"/>' if way_id > 2 else ""
+        ways.append(f'<way id="{way_id}" version="1">{refs}{tag}</way>')
+    relation = (
+        '<relation id="9" version="1"><member type="way" ref="1" role="outer"/>'
+        '<member type="way" ref="2" role="inner"/><tag k="type" v="multipolygon"/>'
+        '<tag k="landuse" v="residential"/></relation>'
+    )
+    body = "\n".join([*nodes, *ways, relation])
+    path = tmp_path / "holed.osm"
+    path.write_text(
+        f"<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\">\n{body}\n</osm>"
+    )
+    layers = read_source(path)
+    assert _marked(layers.buildings) == {"w4"}
+    assert set(layers.buildings["source_id"]) == {"w3", "w4"}
+
+
+@pytest.mark.parametrize("path", [NANJING, HAIDIAN], ids=["nanjing", "xueyuanlu"])
+def test_demo_buildings_tagged_in_residential_landuse_match_an_independent_reading(
+    connection: Connection, path: Path
+) -> None:
+    shares, _ = reference_shares(path)
+    expected = {source_id for source_id, share in shares.items() if share >= 0.5}
+    store_layers(connection, read_osm(path), source="test-compounds")
+    stored = connection.execute(
+        text(
+            "SELECT source_id FROM building WHERE source = 'test-compounds'"
+            " AND tags->>'landuse_residential' = 'yes'"
+        )
+    ).scalars()
+    assert set(stored) == expected
+    assert len(expected) > 50
+
+
+def test_geojson_buildings_carry_no_landuse_tag(tmp_path: Path) -> None:
+    layers = read_vector(NANJING_BUILDINGS)
+    assert _marked(layers.buildings) == set()
+    assert len(layers.buildings) > 0
+
+
+def test_a_share_threshold_outside_zero_to_one_is_refused(tmp_path: Path) -> None:
+    layers = read_source(write_compound_osm(tmp_path / "compound.osm"))
+    with pytest.raises(ValueError, match="min_share"):
+        mark_residential_landuse(layers.buildings, [], min_share=1.5)

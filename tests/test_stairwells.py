@@ -14,13 +14,18 @@ from gis.cli import app
 from gis.coords import wgs84_to_gcj02
 from gis.crs import project_geometries, utm_epsg
 from gis.errors import InputError
+from gis.loader import store_layers
+from gis.osm import read_source
 from gis.settings import EstimateSettings
 from gis.stairwells import (
+    OTHER_USE_KEYS,
+    RESIDENTIAL_USES,
     building_ids_for,
     estimate_stairwells,
     import_stairwell_counts,
     is_residential,
 )
+from tests.compounds import reference_shares, write_compound_osm
 from tests.conftest import DATA
 
 # Haidian, Beijing (UTM 50N); Helsinki centre (UTM 35N).
@@ -77,14 +82,16 @@ def slab(length: float, depth: float, *, x: float = 0, y: float = 0, angle: floa
 
 
 def stairwells(conn: Connection, building_id: int) -> list[Any]:
-    return conn.execute(
-        text(
-            "SELECT unit_no, ST_X(entrance) AS lon, ST_Y(entrance) AS lat, households,"
-            " residents, elderly, estimated, source, id FROM stairwell"
-            " WHERE building_id = :b ORDER BY unit_no"
-        ),
-        {"b": building_id},
-    ).all()
+    return list(
+        conn.execute(
+            text(
+                "SELECT unit_no, ST_X(entrance) AS lon, ST_Y(entrance) AS lat, households,"
+                " residents, elderly, estimated, source, id FROM stairwell"
+                " WHERE building_id = :b ORDER BY unit_no"
+            ),
+            {"b": building_id},
+        ).all()
+    )
 
 
 def snapshot(conn: Connection) -> dict[tuple[str, int], tuple[Any, ...]]:
@@ -823,3 +830,121 @@ def test_a_self_intersecting_footprint_is_estimated_on_its_repaired_shape(
         {"b": b},
     ).scalar_one()
     assert distance < 0.5
+
+
+# --- buildings in residential compounds -----------------------------------------------------
+
+
+@pytest.fixture
+def compound_stairwells(connection: Connection, tmp_path: Path) -> dict[str, int]:
+    """Stairwells estimated per building of the synthetic compound file (tests/compounds.py)."""
+    layers = read_source(write_compound_osm(tmp_path / "compound.osm"))
+    store_layers(connection, layers, source="test-compound")
+    ids = building_ids_for(connection, "test-compound", list(layers.buildings["source_id"]))
+    estimate_stairwells(connection, building_ids=ids, settings=SETTINGS)
+    rows = connection.execute(
+        text(
+            "SELECT b.source_id, count(s.id) FROM building b"
+            " LEFT JOIN stairwell s ON s.building_id = b.id AND s.estimated"
+            " WHERE b.source = 'test-compound' GROUP BY b.source_id"
+        )
+    ).all()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def test_unnamed_building_inside_residential_landuse_is_estimated(
+    compound_stairwells: dict[str, int],
+) -> None:
+    assert compound_stairwells["w21"] >= 1
+
+
+def test_unnamed_building_outside_residential_landuse_is_not_estimated(
+    compound_stairwells: dict[str, int],
+) -> None:
+    assert compound_stairwells["w22"] == 0
+
+
+def test_shop_inside_residential_landuse_is_not_estimated(
+    compound_stairwells: dict[str, int],
+) -> None:
+    assert compound_stairwells["w23"] == 0
+
+
+def test_building_mostly_outside_residential_landuse_is_not_estimated(
+    compound_stairwells: dict[str, int],
+) -> None:
+    assert compound_stairwells["w24"] == 0
+
+
+def test_named_office_block_inside_residential_landuse_is_not_estimated(
+    compound_stairwells: dict[str, int],
+) -> None:
+    assert compound_stairwells["w25"] == 0
+
+
+@pytest.mark.parametrize(
+    ("use", "name", "tags"),
+    [
+        ("yes", None, {"landuse_residential": "yes"}),
+        (None, None, {"landuse_residential": "yes", "building:use": "residential"}),
+    ],
+)
+def test_compound_tags_make_unnamed_unspecified_buildings_homes(
+    use: str | None, name: str | None, tags: dict[str, str]
+) -> None:
+    assert is_residential(use, name, tags)
+
+
+@pytest.mark.parametrize(
+    ("use", "name", "tags"),
+    [
+        ("yes", None, {}),
+        ("yes", None, None),
+        ("yes", None, {"landuse_residential": "no"}),
+        ("yes", None, {"landuse_residential": "yes", "amenity": "clinic"}),
+        ("yes", None, {"landuse_residential": "yes", "office": "company"}),
+        ("yes", None, {"landuse_residential": "yes", "building:use": "commercial"}),
+        ("garage", None, {"landuse_residential": "yes"}),
+        ("commercial", None, {"landuse_residential": "yes"}),
+        ("yes", "物业管理处", {"landuse_residential": "yes"}),
+    ],
+)
+def test_compound_tags_do_not_make_other_buildings_homes(
+    use: str | None, name: str | None, tags: dict[str, str] | None
+) -> None:
+    assert not is_residential(use, name, tags)
+
+
+def _reference_residential(path: Path) -> tuple[int, int]:
+    """Homes of an OSM file by the name/use rule alone, and with the compound rule added."""
+    shares, all_tags = reference_shares(path)
+    by_name = with_compounds = 0
+    for source_id, tags in all_tags.items():
+        use = tags.get("building", "").strip().lower()
+        name = tags.get("name") or tags.get("name:zh")
+        named_home = is_residential(use, name)
+        in_compound = (
+            use in ("yes", "building")
+            and not name
+            and shares[source_id] >= 0.5
+            and not OTHER_USE_KEYS.intersection(tags)
+            and tags.get("building:use", "residential") in RESIDENTIAL_USES
+        )
+        by_name += named_home
+        with_compounds += named_home or in_compound
+    return by_name, with_compounds
+
+
+@pytest.mark.parametrize(
+    "area", ["nanjing_xinjiekou", "beijing_haidian_xueyuanlu"], ids=["nanjing", "xueyuanlu"]
+)
+def test_demo_imports_count_compound_buildings_as_homes(connection: Connection, area: str) -> None:
+    path = next((DATA / area / "raw").glob("*.osm.pbf"))
+    by_name, expected = _reference_residential(path)
+    store_layers(connection, read_source(path), source="test-demo-homes")
+    ids = connection.execute(
+        text("SELECT id FROM building WHERE source = 'test-demo-homes'")
+    ).scalars()
+    report = estimate_stairwells(connection, building_ids=list(ids), settings=SETTINGS)
+    assert report.residential == expected
+    assert expected > by_name
