@@ -1,18 +1,21 @@
 """Bulk upsert of buildings, streets and facilities into PostGIS.
 
-Each loader copies the rows into a temporary staging table with a binary ``COPY`` (geometry
-as WKB, SRID 4326), then runs one ``INSERT ... ON CONFLICT DO UPDATE`` on the source key, so
-re-importing a source updates rows in place and leaves unchanged rows untouched. Building areas
-are square metres on the WGS84 ellipsoid (computed vectorised before the copy), street lengths
-metres on ``geography``. A big load (see :data:`BULK_MIN_ROWS`) drops the table's secondary
-indexes and rebuilds them after the insert, in the same transaction: this holds an exclusive
-lock on the table until the caller commits. Loaders never commit.
+Each loader copies the rows into a temporary staging table with a ``COPY`` (geometry as WKB,
+SRID 4326), then runs one ``INSERT ... ON CONFLICT DO UPDATE`` on the source key, so
+re-importing a source updates rows in place and leaves unchanged rows untouched. Buildings
+use a text ``COPY`` whose every column is built vectorised (hex EWKB MultiPolygons, JSON
+tags); their staged rows equal to the stored ones are dropped by one join before the upsert.
+Building areas are square metres on the WGS84 ellipsoid (computed vectorised before the
+copy), street lengths metres on ``geography``. A big load (see :data:`BULK_MIN_ROWS`) drops
+the table's secondary indexes and rebuilds them after the insert, in the same transaction:
+this holds an exclusive lock on the table until the caller commits. A first big import of a
+source's buildings is copied straight into ``building``, its unique constraint and foreign
+keys dropped and added back too. Loaders never commit.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from psycopg.adapt import PyFormat
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, text
 
 from gis.errors import InputError
@@ -47,7 +51,7 @@ class LoadResult:
 BULK_MIN_ROWS = 10_000
 BULK_SHARE = 0.25
 #: Rows prepared at a time for the COPY.
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 10_000
 # WGS84 ellipsoid.
 _A = 6_378_137.0
 _E2 = (1 / 298.257223563) * (2 - 1 / 298.257223563)
@@ -56,13 +60,14 @@ _E2 = (1 / 298.257223563) * (2 - 1 / 298.257223563)
 def ellipsoidal_area_m2(geoms: Any) -> np.ndarray[Any, Any]:
     """Area in square metres of lon/lat polygons on the WGS84 ellipsoid.
 
-    The area in square degrees times the local scale of the ellipsoid at each centroid
-    (meridional × prime-vertical radius of curvature × cos latitude): vectorised, and within
-    1e-6 of the geodesic area (PostGIS ``geography``) for polygons up to a few kilometres
-    across, the size of buildings and blocks.
+    The area in square degrees times the local scale of the ellipsoid at the middle latitude
+    of each polygon's bounds (meridional × prime-vertical radius of curvature × cos latitude):
+    vectorised, and within 1e-6 of the geodesic area (PostGIS ``geography``) for polygons up
+    to a few kilometres across, the size of buildings and blocks.
     """
     geoms = np.asarray(geoms, dtype=object)
-    lat = np.radians(shapely.get_y(shapely.centroid(geoms)))
+    bounds = shapely.bounds(geoms)
+    lat = np.radians((bounds[:, 1] + bounds[:, 3]) / 2)
     w = 1 - _E2 * np.sin(lat) ** 2
     meridional = _A * (1 - _E2) / w**1.5
     prime_vertical = _A / np.sqrt(w)
@@ -72,7 +77,8 @@ def ellipsoidal_area_m2(geoms: Any) -> np.ndarray[Any, Any]:
 
 _GEOMETRY_COLUMN = {"building": "footprint", "street_segment": "geom", "facility": "geom"}
 
-# Staging columns (name, PostgreSQL type for the binary COPY) of each target table.
+# Staging columns (name, PostgreSQL type) of each target table: buildings arrive by text
+# COPY in their final types (hex EWKB MultiPolygon, JSON), the others by binary COPY.
 _BUILDING_STAGE = (
     ("source_id", "text"),
     ("name", "text"),
@@ -80,9 +86,9 @@ _BUILDING_STAGE = (
     ("use", "text"),
     ("levels", "int4"),
     ("repaired", "bool"),
-    ("tags", "text"),
-    ("wkb", "bytea"),
+    ("footprint", "geometry(MultiPolygon, 4326)"),
     ("area_m2", "float8"),
+    ("tags", "jsonb"),
 )
 _STREET_STAGE = (
     ("source_id", "text"),
@@ -121,15 +127,11 @@ class _Upsert:
 
 
 _BUILDING_INSERT = """
-WITH staged AS (
-    SELECT source_id, name, number, use, levels, repaired, tags::jsonb AS tags,
-           ST_Multi(ST_GeomFromWKB(wkb, 4326)) AS footprint, area_m2
-    FROM pg_temp.wangge_stage
-), upserted AS (
+WITH upserted AS (
     INSERT INTO building AS b
         (source, source_id, name, number, use, levels, footprint, area_m2, repaired, tags)
     SELECT :source, source_id, name, number, use, levels, footprint, area_m2, repaired, tags
-    FROM staged
+    FROM pg_temp.wangge_stage
 """
 _BUILDING_CONFLICT = """
     ON CONFLICT (source, source_id) DO UPDATE SET
@@ -143,6 +145,18 @@ _BUILDING_CONFLICT = """
        OR NOT ST_OrderingEquals(b.footprint, EXCLUDED.footprint)
 """
 _BUILDING_UPSERT = _Upsert(_BUILDING_INSERT, _BUILDING_CONFLICT)
+
+# Staged rows equal to the stored ones (same test as the conflict clause) leave the staging
+# table before the upsert: a re-import then neither locks nor rewrites unchanged rows, and
+# only the rows left decide whether the load counts as a bulk one.
+_BUILDING_UNCHANGED = """
+DELETE FROM pg_temp.wangge_stage s USING building b
+WHERE b.source = :source AND b.source_id = s.source_id
+  AND (b.name, b.number, b.use, b.levels, b.repaired, b.tags)
+          IS NOT DISTINCT FROM
+      (s.name, s.number, s.use, s.levels, s.repaired, s.tags)
+  AND ST_OrderingEquals(b.footprint, s.footprint)
+"""
 
 _STREET_INSERT = """
 WITH staged AS (
@@ -218,38 +232,55 @@ def load_buildings(connection: Connection, buildings: Any, *, source: str = "osm
     """
     frame = _checked(buildings, "buildings", key=["source_id"])
     n = len(frame)
+    names = [name for name, _ in _BUILDING_STAGE]
     if _is_bulk(connection, "building", n) and _source_empty(connection, "building", source):
         # A first import of many rows goes straight into the table, indexes built afterwards.
-        kinds = [(name, "bytea" if name == "tags" else kind) for name, kind in _BUILDING_STAGE]
-        rows = _building_rows(frame, fresh=True)
-        return _copy_fresh(connection, "building", source, kinds, rows)
-    _stage(connection, _BUILDING_STAGE, _building_rows(frame, fresh=False))
-    return _upsert(connection, _BUILDING_UPSERT, source, table="building", staged=n)
+        # Rows go in source_id order (code points, the order of the C and C.UTF-8 collations):
+        # the unique index on (source, source_id) then builds from presorted input.
+        keys = frame["source_id"].astype(str).to_numpy(dtype=object)
+        frame = frame.iloc[np.argsort(keys, kind="stable")]
+        chunks = _building_copy_text(frame, source=source)
+        return _copy_fresh(connection, "building", ["source", *names], chunks, rows=n)
+    _stage_text(connection, _BUILDING_STAGE, _building_copy_text(frame, source=None))
+    return _upsert(
+        connection,
+        _BUILDING_UPSERT,
+        source,
+        table="building",
+        staged=n,
+        unchanged=_BUILDING_UNCHANGED,
+    )
 
 
-def _building_rows(frame: Any, *, fresh: bool) -> Iterator[tuple[Any, ...]]:
-    """Rows of the building COPY, computed a chunk at a time.
+def _building_copy_text(frame: Any, *, source: str | None) -> Iterator[str]:
+    """Text ``COPY`` data of the building rows (columns of ``_BUILDING_STAGE``), by chunks.
 
-    PostgreSQL ingests one chunk while the next is prepared. ``fresh`` rows go straight into
-    ``building`` (EWKB MultiPolygon and jsonb binary input); others into the staging table.
+    Every column is built vectorised (no Python code runs per row): footprints as hex EWKB
+    MultiPolygons, tags as JSON, text escaped for ``COPY``. With a ``source``, each line
+    starts with it (a copy straight into ``building``). PostgreSQL ingests one chunk while
+    the next is prepared.
     """
     for start in range(0, len(frame), CHUNK_ROWS):
         part = frame.iloc[start : start + CHUNK_ROWS]
         n = len(part)
         geoms = np.asarray(part.geometry.array, dtype=object)
-        tags = _json(part, n)
         columns = [
-            part["source_id"].astype(str).tolist(),
-            _texts(part, "name", n),
-            _texts(part, "number", n),
-            _texts(part, "use", n),
-            _ints(part, "levels", n),
-            part["repaired"].astype(bool).tolist() if "repaired" in part else [False] * n,
-            _jsonb_binary(tags) if fresh else tags,
-            _multipolygon_ewkb(geoms) if fresh else list(shapely.to_wkb(geoms)),
-            ellipsoidal_area_m2(geoms).tolist(),
+            _copy_texts(part["source_id"].astype(str)),
+            *(_copy_texts(part[c]) if c in part else [_NULL] * n for c in _BUILDING_TEXTS),
+            _copy_ints(part, "levels", n),
+            np.where(part["repaired"].astype(bool), "t", "f").tolist()
+            if "repaired" in part
+            else ["f"] * n,
+            _multipolygon_hex_ewkb(geoms),
+            list(map(repr, ellipsoidal_area_m2(geoms).tolist())),
+            _copy_json(part.get("tags"), n),
         ]
-        yield from zip(*columns, strict=True)
+        if source is not None:
+            columns.insert(0, [_copy_texts(pd.Series([source]))[0]] * n)
+        yield "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+
+
+_BUILDING_TEXTS = ("name", "number", "use")
 
 
 def load_streets(connection: Connection, streets: Any, *, source: str = "osm") -> LoadResult:
@@ -360,6 +391,7 @@ def _ints(frame: Any, column: str, n: int) -> list[int | None]:
 
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False).encode
+_DUMPS_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _QUOTE = json.encoder.encode_basestring  # the C string encoder when available
 
 
@@ -435,60 +467,138 @@ def _source_empty(connection: Connection, table: str, source: str) -> bool:
     return bool(connection.execute(text(sql), {"source": source}).scalar_one())
 
 
-def _jsonb_binary(texts: list[str]) -> list[bytes]:
-    # The binary input of jsonb is a version byte (1) followed by the JSON text.
-    return [b"\x01" + t.encode() for t in texts]
+# Text COPY: NULL marker and the characters escaped in a field.
+_NULL = "\\N"
+_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SPECIAL = ("\\", "\t", "\n", "\r")
 
 
-def _multipolygon_ewkb(geoms: np.ndarray[Any, Any]) -> list[bytes]:
-    """EWKB MultiPolygons (SRID 4326) of polygonal geometries, spliced from their WKB.
+def _copy_texts(values: Any) -> list[str]:
+    """Text COPY fields of a column: ``str`` of each value, escaped; missing values NULL."""
+    missing = values.isna().to_numpy()
+    strings: list[str] = values.astype(object).where(~missing, "").astype(str).tolist()
+    joined = "".join(strings)
+    if any(c in joined for c in _COPY_SPECIAL):
+        strings = [v.translate(_COPY_ESCAPE) for v in strings]
+    if missing.any():
+        fields = np.asarray(strings, dtype=object)
+        fields[missing] = _NULL
+        return list(fields)
+    return strings
 
-    A Polygon's WKB becomes the single member of a MultiPolygon by prefixing a header; a
-    MultiPolygon's WKB gets the SRID flag and value. Cheaper than building new geometries.
+
+def _copy_ints(frame: Any, column: str, n: int) -> list[str]:
+    if column not in frame:
+        return [_NULL] * n
+    values = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+    fields: list[str] = values.astype("string").fillna(_NULL).to_numpy(dtype=object).tolist()
+    return fields
+
+
+def _copy_json(tags: Any, n: int) -> list[str]:
+    """Text COPY fields of JSON objects (``{}`` for a value that is not a dict).
+
+    One call of the C JSON encoder serialises the whole list, then it is cut at the ``},{``
+    between objects. A ``},{`` inside a value would add a piece: the count shows it and the
+    objects are then serialised one by one.
     """
-    wkbs = shapely.to_wkb(geoms, byte_order=1)
-    multi_header = b"\x01" + struct.pack("<II", 0x20000006, SRID)
-    wrap = multi_header + struct.pack("<I", 1)
+    if tags is None:
+        return ["{}"] * n
+    objects = [t if isinstance(t, dict) else {} for t in tags.tolist()]
+    if not objects:
+        return []
+    whole = _DUMPS_COMPACT(objects)
+    # JSON text holds no raw tab or newline (the encoder escapes them), only backslashes.
+    whole = whole.replace("\\", "\\\\")
+    pieces = whole[2:-2].split("},{")
+    if len(pieces) != n:
+        return [_DUMPS_COMPACT(t).replace("\\", "\\\\") for t in objects]
+    return list("{" + np.asarray(pieces, dtype=object) + "}")
+
+
+# Hex EWKB header of a MultiPolygon with SRID 4326 (little endian: type 0x20000006, SRID).
+_MULTI_HEX = "01" + "06000020" + SRID.to_bytes(4, "little").hex()
+
+
+def _multipolygon_hex_ewkb(geoms: np.ndarray[Any, Any]) -> list[str]:
+    """Hex EWKB MultiPolygons (SRID 4326, 2D) of polygonal geometries, spliced from their WKB.
+
+    A Polygon's WKB becomes the single member of a MultiPolygon by prefixing a header and a
+    count of 1; a MultiPolygon's WKB gets the SRID flag and value. Cheaper than building new
+    geometries.
+    """
+    # GEOS writes hex several times slower than binary WKB; bytes.hex is fast.
+    wkbs = shapely.to_wkb(geoms, byte_order=1, output_dimension=2)
+    hexes = np.fromiter(map(bytes.hex, wkbs), dtype=object, count=len(wkbs))
     polygon = shapely.get_type_id(geoms) == 3
-    return [wrap + w if p else multi_header + w[5:] for w, p in zip(wkbs, polygon, strict=True)]
+    fields = np.where(polygon, _MULTI_HEX + "01000000" + hexes, hexes)
+    for i in np.flatnonzero(~polygon):
+        fields[i] = _MULTI_HEX + str(hexes[i])[10:]
+    return list(fields)
 
 
-def _copy_fresh(
-    connection: Connection,
-    table: str,
-    source: str,
-    columns: Sequence[tuple[str, str]],
-    rows: Iterator[tuple[Any, ...]],
-) -> LoadResult:
-    """COPY rows known to be new straight into ``table``; rebuild its indexes afterwards.
+def _stage_text(
+    connection: Connection, columns: Sequence[tuple[str, str]], chunks: Iterator[str]
+) -> None:
+    """Create the temporary staging table and fill it with text ``COPY`` data."""
+    # Column names and types come from the module constants above, never from input.
+    definition = ", ".join(f"{name} {kind}" for name, kind in columns)
+    connection.execute(text("DROP TABLE IF EXISTS pg_temp.wangge_stage"))
+    connection.execute(text(f"CREATE TEMP TABLE wangge_stage ({definition}) ON COMMIT DROP"))
+    _copy_chunks(connection, "pg_temp.wangge_stage", [name for name, _ in columns], chunks)
 
-    The secondary indexes and unique constraints are dropped and built again once, in the
-    caller's transaction. Geometry and jsonb columns receive their binary input format
-    (EWKB; version byte + JSON text) sent as bytes.
-    """
-    quote = connection.dialect.identifier_preparer.quote
-    quoted_table = quote(table)
-    indexes = _secondary_indexes(connection, table)
-    constraints = _unique_constraints(connection, table)
-    for name, _ in constraints:
-        connection.execute(text(f"ALTER TABLE {quoted_table} DROP CONSTRAINT {quote(name)}"))
-    for name, _ in indexes:
-        connection.execute(text(f"DROP INDEX {quote(name)}"))
-    target = {"wkb": _GEOMETRY_COLUMN[table]}
-    names = ", ".join(["source", *(target.get(name, name) for name, _ in columns)])
+
+def _copy_chunks(
+    connection: Connection, target: str, names: Sequence[str], chunks: Iterator[str]
+) -> int:
+    """Send text ``COPY`` chunks into ``target`` (a whitelisted name); return the rows."""
     raw = connection.connection.driver_connection
     if raw is None:
         msg = "the connection has no driver connection"
         raise RuntimeError(msg)
-    types = ["text", *(kind for _, kind in columns)]
-    statement = f"COPY {quoted_table} ({names}) FROM STDIN (FORMAT BINARY)"
-    count = 0
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        _fast_bytes(cursor)
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row((source, *row))
-            count += 1
+    statement = f"COPY {target} ({', '.join(names)}) FROM STDIN"
+    with raw.cursor() as cursor:
+        # A thread sends each chunk while the next one is prepared.
+        with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        return int(cursor.rowcount)
+
+
+def _foreign_keys(connection: Connection, table: str) -> list[tuple[str, str]]:
+    """Name and definition of the foreign keys of ``table`` (to other tables)."""
+    rows = connection.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f' ORDER BY conname"
+        ),
+        {"t": table},
+    ).all()
+    return [(str(name), str(definition)) for name, definition in rows]
+
+
+def _copy_fresh(
+    connection: Connection, table: str, names: Sequence[str], chunks: Iterator[str], *, rows: int
+) -> LoadResult:
+    """COPY rows known to be new straight into ``table``; rebuild its indexes afterwards.
+
+    The secondary indexes, unique constraints and foreign keys are dropped and built again
+    once, in the caller's transaction (a foreign key checked row by row queues a trigger
+    event per row; added back, it is validated by one query).
+    """
+    _known(table)
+    quote = connection.dialect.identifier_preparer.quote
+    quoted_table = quote(table)
+    indexes = _secondary_indexes(connection, table)
+    constraints = _unique_constraints(connection, table) + _foreign_keys(connection, table)
+    for name, _ in constraints:
+        connection.execute(text(f"ALTER TABLE {quoted_table} DROP CONSTRAINT {quote(name)}"))
+    for name, _ in indexes:
+        connection.execute(text(f"DROP INDEX {quote(name)}"))
+    count = _copy_chunks(connection, quoted_table, names, chunks)
+    if count != rows:
+        msg = f"COPY stored {count} rows of {rows}"
+        raise RuntimeError(msg)
     for _, definition in indexes:
         connection.execute(text(definition))
     for name, definition in constraints:
@@ -506,10 +616,14 @@ def _upsert(
     table: str,
     staged: int,
     then: str | None = None,
+    unchanged: str | None = None,
 ) -> LoadResult:
     # The cost estimates of big upserts switch JIT compilation on, which costs more than it saves.
     connection.execute(text("SET LOCAL jit = off"))
-    bulk = _is_bulk(connection, table, staged)
+    left = staged
+    if unchanged is not None:
+        left -= connection.execute(text(unchanged), {"source": source}).rowcount
+    bulk = _is_bulk(connection, table, left)
     # A bulk load of rows that are all new (a first import) skips the conflict clause, so the
     # unique constraints can be rebuilt once too; otherwise they arbitrate the upsert.
     fresh = bulk and not _any_existing(connection, table, source)

@@ -261,3 +261,45 @@ def test_tags_round_trip_through_jsonb(connection: Connection, tags: dict[str, A
     load_buildings(connection, _buildings(1, tags=[tags]), source="t")
     (stored,) = _one(connection, "SELECT tags FROM building WHERE source = 't'")
     assert stored == tags
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["upsert", "bulk"])
+def test_text_with_copy_control_characters_round_trips(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch, big: bool
+) -> None:
+    if big:
+        monkeypatch.setattr(loader, "BULK_MIN_ROWS", 1)
+        monkeypatch.setattr(loader, "BULK_SHARE", 0.0)
+    names = ["a\tb", "c\nd\re", "f\\N", None]
+    load_buildings(connection, _buildings(4, name=names), source="t-escape")
+    stored = connection.execute(
+        text("SELECT name FROM building WHERE source = 't-escape' ORDER BY source_id")
+    ).scalars()
+    assert list(stored) == names
+
+
+def test_tags_holding_the_object_separator_round_trip(connection: Connection) -> None:
+    tags = [{"note": "a},{b"}, {"building": "yes"}]
+    load_buildings(connection, _buildings(2, tags=tags), source="t")
+    stored = connection.execute(
+        text("SELECT tags FROM building WHERE source = 't' ORDER BY source_id")
+    ).scalars()
+    assert list(stored) == tags
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["upsert", "bulk"])
+def test_multipolygon_footprint_keeps_every_part(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch, big: bool
+) -> None:
+    if big:
+        monkeypatch.setattr(loader, "BULK_MIN_ROWS", 1)
+        monkeypatch.setattr(loader, "BULK_SHARE", 0.0)
+    frame = _buildings(2)
+    frame.loc[0, "geometry"] = shapely.MultiPolygon(list(frame.geometry))
+    load_buildings(connection, frame.iloc[:1], source="t-multi")
+    parts, srid = _one(
+        connection,
+        "SELECT ST_NumGeometries(footprint), ST_SRID(footprint) FROM building "
+        "WHERE source = 't-multi'",
+    )
+    assert (parts, srid) == (2, 4326)
