@@ -475,8 +475,9 @@ _COPY_SPECIAL = ("\\", "\t", "\n", "\r")
 
 def _copy_texts(values: Any) -> list[str]:
     """Text COPY fields of a column: ``str`` of each value, escaped; missing values NULL."""
-    missing = values.isna().to_numpy()
-    strings: list[str] = values.astype(object).where(~missing, "").astype(str).tolist()
+    objects = values.to_numpy(dtype=object)
+    missing = pd.isna(objects)
+    strings = list(map(str, objects))
     joined = "".join(strings)
     if any(c in joined for c in _COPY_SPECIAL):
         strings = [v.translate(_COPY_ESCAPE) for v in strings]
@@ -491,7 +492,12 @@ def _copy_ints(frame: Any, column: str, n: int) -> list[str]:
     if column not in frame:
         return [_NULL] * n
     values = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
-    fields: list[str] = values.astype("string").fillna(_NULL).to_numpy(dtype=object).tolist()
+    missing = values.isna().to_numpy()
+    fields = list(map(str, values.to_numpy(dtype=np.int64, na_value=0).tolist()))
+    if missing.any():
+        marked = np.asarray(fields, dtype=object)
+        marked[missing] = _NULL
+        return list(marked)
     return fields
 
 

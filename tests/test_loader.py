@@ -303,3 +303,11 @@ def test_multipolygon_footprint_keeps_every_part(
         "WHERE source = 't-multi'",
     )
     assert (parts, srid) == (2, 4326)
+
+
+def test_missing_levels_are_stored_as_null(connection: Connection) -> None:
+    load_buildings(connection, _buildings(2, levels=[6, None]), source="t")
+    levels = connection.execute(
+        text("SELECT levels FROM building WHERE source = 't' ORDER BY source_id")
+    ).scalars()
+    assert list(levels) == [6, None]
