@@ -311,3 +311,36 @@ def test_rows_referencing_a_stairwell_deleted_meanwhile_are_refused(
     with pytest.raises(ConflictError):
         import_cases_batch(connection, csv_bytes(*good_rows(2)), progress=delete_stairwells)
     assert count(connection, "h") == 0
+
+
+def test_reported_at_is_stored_at_its_instant_with_or_without_offset(
+    connection: Connection, town: Town
+) -> None:
+    connection.execute(text("SET LOCAL TimeZone = 'America/New_York'"))
+    body = (
+        "external_id,category,lon,lat,reported_at\n"
+        f"t-1,E0103,{P002[0]},{P002[1]},2026-05-01T08:00:00.250+08:00\n"
+        f"t-2,E0103,{P002[0]},{P002[1]},2026-05-01T08:00:00\n"
+    ).encode()
+    import_cases_batch(connection, body)
+    stamps = dict(
+        connection.execute(
+            text(
+                "SELECT external_id, to_char(reported_at AT TIME ZONE 'UTC',"
+                " 'YYYY-MM-DD HH24:MI:SS.MS') FROM cases WHERE external_id LIKE 't-%'"
+            )
+        ).all()
+    )
+    assert stamps == {"t-1": "2026-05-01 00:00:00.250", "t-2": "2026-05-01 08:00:00.000"}
+
+
+def test_values_padded_with_spaces_are_read_without_them(
+    connection: Connection, town: Town
+) -> None:
+    body = (HEADER + f"p-1,\u3000E0103 ,{P002[0]}, {P002[1]},wgs84 ,, 垃圾\t\n").encode()
+    report = import_cases_batch(connection, body)
+    assert (report.stored, report.rejected) == (1, [])
+    row = connection.execute(
+        text("SELECT category_code, input_crs, description FROM cases WHERE external_id = 'p-1'")
+    ).one()
+    assert tuple(row) == ("E0103", "wgs84", "垃圾")

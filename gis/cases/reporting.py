@@ -33,7 +33,10 @@ import hashlib
 import io
 import json
 import math
+import queue
+import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -644,7 +647,7 @@ _CREATE_STAGE = text(
     """
     CREATE TEMP TABLE IF NOT EXISTS case_stage (
         row_no integer, external_id text, category_code text, lon float8, lat float8,
-        description text, reported_at timestamptz, grid_id integer, worker_id integer,
+        description text, reported_at timestamp, grid_id integer, worker_id integer,
         community_id integer, subdistrict_id integer, stairwell_id integer,
         near_grid_code text, near_boundary_m float8,
         address text, input_crs text, photo_urls jsonb, reporter_name text,
@@ -659,8 +662,8 @@ _STORE_STAGE = text(
                        inside_managed_area, near_grid_code, near_boundary_m, routed_to, address,
                        input_crs, photo_urls, reporter_name, reporter_phone)
     SELECT external_id, category_code, ST_SetSRID(ST_MakePoint(lon, lat), 4326), description,
-           coalesce(reported_at, now()), grid_id, worker_id, community_id, subdistrict_id,
-           stairwell_id, grid_id IS NOT NULL, near_grid_code, near_boundary_m,
+           coalesce(reported_at AT TIME ZONE 'UTC', now()), grid_id, worker_id, community_id,
+           subdistrict_id, stairwell_id, grid_id IS NOT NULL, near_grid_code, near_boundary_m,
            CASE WHEN grid_id IS NULL THEN 'subdistrict' ELSE 'grid' END,
            address, input_crs, coalesce(photo_urls, '[]'), reporter_name, reporter_phone
     FROM case_stage ORDER BY grid_id, row_no
@@ -924,7 +927,7 @@ def import_cases_batch(
     tell("validating", 0, n)
     rows = np.arange(n) + first_row
     rej = _Rejector(n)
-    strip = {c: frame[c].astype(str).str.strip() for c in _COLUMNS}
+    strip = {c: _stripped(frame[c]) for c in _COLUMNS}
 
     # Category
     known = list(default_categories())
@@ -1100,7 +1103,8 @@ def import_cases_batch(
             "lon": wlon[ok],
             "lat": wlat[ok],
             "description": strip["description"].to_numpy()[ok],
-            "reported_at": stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").to_numpy()[ok],
+            # UTC without offset: the stage column is a timestamp read AT TIME ZONE 'UTC'.
+            "reported_at": stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")[ok],
             "grid_id": pd.array(grid_id[ok], dtype="Int64"),
             "worker_id": pd.array(worker_id[ok], dtype="Int64"),
             "community_id": pd.array(community_id[ok], dtype="Int64"),
@@ -1121,26 +1125,108 @@ def import_cases_batch(
     chunk = config.batch_chunk_rows
     total = len(stage)
     tell("storing", 0, total)
-    for start in range(0, total, chunk):
-        part = stage.iloc[start : start + chunk]
-        transaction = connection.begin_nested() if outer else connection.begin()
-        with transaction:
-            inserted = _store_chunk(connection, part)
-        report.stored += inserted
-        report.already_stored += len(part) - inserted
-        report.chunks += 1
-        tell("storing", min(start + chunk, total), total)
+    if outer or total <= chunk:
+        for start in range(0, total, chunk):
+            part = stage.iloc[start : start + chunk]
+            transaction = connection.begin_nested() if outer else connection.begin()
+            with transaction:
+                inserted = _store_chunk(connection, part)
+            report.stored += inserted
+            report.already_stored += len(part) - inserted
+            report.chunks += 1
+            tell("storing", min(start + chunk, total), total)
+    else:
+        _store_in_parallel(connection, stage, chunk, report, tell)
     return report
+
+
+# Connections storing chunks at once when the caller holds no transaction: the server's index
+# maintenance is most of the cost of a large batch, and one backend uses one core.
+_STORE_CONNECTIONS = 2
+
+
+def _store_in_parallel(
+    connection: Connection,
+    stage: pd.DataFrame,
+    chunk: int,
+    report: BatchReport,
+    tell: ProgressCallback,
+) -> None:
+    """Store chunks on the caller's connection and one more, each chunk its own transaction.
+
+    The COPY text of the next chunk is built while the server inserts the previous ones. Chunks
+    hold distinct external ids (repeats were rejected), so the two writers never wait on each
+    other. Progress counts rows of committed chunks; an exception (of a chunk or of the progress
+    callback) lets the chunks under way finish, starts no more, and is raised.
+    """
+    total = len(stage)
+    idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+    idle.put(connection)
+    extra = [connection.engine.connect() for _ in range(_STORE_CONNECTIONS - 1)]
+    for other in extra:
+        idle.put(other)
+
+    def store(payload: bytes) -> int:
+        conn = idle.get()
+        try:
+            with conn.begin():
+                return _store_chunk(conn, payload)
+        finally:
+            idle.put(conn)
+
+    done = 0
+    running: dict[Future[int], int] = {}
+
+    def settle(block: bool) -> None:
+        nonlocal done
+        finished, _ = (
+            wait(list(running), return_when=FIRST_COMPLETED)
+            if block
+            else (
+                [f for f in running if f.done()],
+                None,
+            )
+        )
+        for future in finished:
+            rows = running.pop(future)
+            inserted = future.result()
+            report.stored += inserted
+            report.already_stored += rows - inserted
+            report.chunks += 1
+            done += rows
+            tell("storing", done, total)
+
+    try:
+        with ThreadPoolExecutor(_STORE_CONNECTIONS) as pool:
+            try:
+                for start in range(0, total, chunk):
+                    part = stage.iloc[start : start + chunk]
+                    payload = _copy_payload(part)
+                    while len(running) >= _STORE_CONNECTIONS:
+                        settle(block=True)
+                    running[pool.submit(store, payload)] = len(part)
+                    settle(block=False)
+                while running:
+                    settle(block=True)
+            finally:
+                wait(list(running))
+    finally:
+        for other in extra:
+            other.close()
 
 
 def _already_stored(connection: Connection, ids: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     """Return, for each external id, whether a stored case already has it."""
     found: set[str] = set()
     for start in range(0, ids.size, 100_000):
-        chunk = [str(i) for i in ids[start : start + 100_000]]
+        # One JSON text per 100,000 ids: psycopg's array adaptation costs about 1.6 us per id.
+        chunk = json.dumps([str(i) for i in ids[start : start + 100_000]], ensure_ascii=False)
         found.update(
             connection.execute(
-                text("SELECT external_id FROM cases WHERE external_id = ANY(:ids)"),
+                text(
+                    "SELECT external_id FROM cases WHERE external_id IN"
+                    " (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))"
+                ),
                 {"ids": chunk},
             ).scalars()
         )
@@ -1149,39 +1235,92 @@ def _already_stored(connection: Connection, ids: npt.NDArray[Any]) -> npt.NDArra
     return np.fromiter((str(i) in found for i in ids), dtype=bool, count=ids.size)
 
 
-def _photo_json(values: npt.NDArray[Any]) -> list[str]:
-    out = []
-    for value in values:
-        urls = [u.strip() for u in str(value).split("|") if u.strip()]
-        out.append(json.dumps(urls) if urls else "")
+def _photo_json(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    out = np.full(values.size, "", dtype=object)
+    for i in np.flatnonzero(values != ""):
+        urls = [u.strip() for u in str(values[i]).split("|") if u.strip()]
+        out[i] = json.dumps(urls) if urls else ""
     return out
 
 
-_ALWAYS = frozenset(("row_no", "external_id", "category_code", "lon", "lat", "input_crs"))
+# The code points ``str.strip`` removes (none lies above U+3000).
+_SPACE_CODES = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+# Characters the COPY text format needs escaped.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_NULL = "\\N"
 
 
-def _has_values(column: pd.Series) -> bool:
-    if column.dtype.kind == "f" or isinstance(column.dtype, pd.Int64Dtype):
-        return bool(column.notna().any())
-    return bool((column.notna() & (column.astype(str) != "")).any())
+def _stripped(column: pd.Series) -> pd.Series:
+    """Return the column as strings without surrounding whitespace.
+
+    Files rarely carry any: one vectorised look at the first and last character of every value
+    (the values joined with NUL, which is not whitespace, as UTF-32 code points) decides whether
+    the per-value strip, the costly part for a million rows, is needed at all.
+    """
+    values = column.astype(str)
+    codes = np.frombuffer("\x00".join(values.tolist()).encode("utf-32-le"), dtype=np.uint32)
+    if codes.size == 0:
+        return values
+    separators = np.flatnonzero(codes == 0)
+    edges = np.concatenate(([0, codes.size - 1], separators - 1, separators + 1))
+    edges = edges[(edges >= 0) & (edges < codes.size)]
+    if not np.isin(codes[edges], _SPACE_CODES).any():
+        return values
+    return values.str.strip()
 
 
-def _store_chunk(connection: Connection, part: pd.DataFrame) -> int:
+def _copy_field(series: pd.Series) -> list[str]:
+    """Return a column in the COPY text format: NULL for missing values and empty strings."""
+    if isinstance(series.dtype, pd.Int64Dtype):
+        missing = series.isna().to_numpy()
+        out = np.asarray(series.fillna(0).to_numpy(dtype=np.int64).astype(str), dtype=object)
+    elif series.dtype.kind == "f":
+        # repr gives the shortest text that reads back to the same double, 4x faster than numpy.
+        floats = series.to_numpy(dtype=np.float64)
+        missing = ~np.isfinite(floats)
+        out = np.array(list(map(repr, floats.tolist())), dtype=object)
+    elif series.dtype.kind in "iu":
+        missing = np.zeros(len(series), dtype=bool)
+        out = np.array(list(map(str, series.to_numpy(dtype=np.int64).tolist())), dtype=object)
+    elif series.dtype.kind == "M":
+        stamps = series.to_numpy(dtype="datetime64[us]")
+        missing = np.isnat(stamps)
+        out = stamps.astype(str).astype(object)
+    else:
+        text_values = series.astype(object)
+        missing = (text_values.isna() | (text_values == "")).to_numpy()
+        strings = text_values.where(~missing, "").astype(str)
+        if _COPY_SPECIAL.search("".join(strings.tolist())) is not None:
+            strings = (
+                strings.str.replace("\\", "\\\\", regex=False)
+                .str.replace("\t", "\\t", regex=False)
+                .str.replace("\n", "\\n", regex=False)
+                .str.replace("\r", "\\r", regex=False)
+            )
+        out = strings.to_numpy(dtype=object)
+    out[missing] = _COPY_NULL
+    return list(out)
+
+
+def _copy_payload(part: pd.DataFrame) -> bytes:
+    """Return the chunk as COPY text: tab-separated _STAGE_COLUMNS, a backslash-N for NULL."""
+    fields = [_copy_field(part[c]) for c in _STAGE_COLUMNS]
+    lines = "\n".join(map("\t".join, zip(*fields, strict=True)))
+    return (lines + "\n").encode() if lines else b""
+
+
+def _store_chunk(connection: Connection, part: pd.DataFrame | bytes) -> int:
+    payload = part if isinstance(part, bytes) else _copy_payload(part)
     connection.execute(_CREATE_STAGE)
     connection.execute(text("TRUNCATE case_stage"))
-    # Columns empty throughout the chunk (often photos, reporter, address) are left out of the
-    # COPY: they stay NULL. Names come from _STAGE_COLUMNS, never from input.
-    used = [c for c in _STAGE_COLUMNS if c in _ALWAYS or _has_values(part[c])]
-    buffer = io.StringIO()
-    part[used].to_csv(buffer, header=False, index=False, na_rep="")
     raw = connection.connection.driver_connection
     assert raw is not None
-    columns = ", ".join(used)
+    columns = ", ".join(_STAGE_COLUMNS)  # fixed names, never from input
     with (
         raw.cursor() as cursor,
-        cursor.copy(f"COPY case_stage ({columns}) FROM STDIN (FORMAT csv)") as copy,
+        cursor.copy(f"COPY case_stage ({columns}) FROM STDIN") as copy,
     ):
-        copy.write(buffer.getvalue())
+        copy.write(payload)
     bypass = bool(connection.execute(_CAN_BYPASS).scalar())
     if bypass:
         # Check every reference of the chunk in one set-based query (locking the referenced
