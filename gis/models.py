@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -289,8 +290,12 @@ class Case(Base):
             "status IN (" + ", ".join(f"'{s}'" for s in CASE_STATES) + ")",
             name="cases_status_known",
         ),
-        Index("ix_cases_deadline", "deadline"),
-        Index("ix_cases_filed_at", "filed_at"),
+        # Partial: a case has no deadline, filing or department until dispatched or filed, and
+        # every query of these columns compares them (which implies NOT NULL); index entries
+        # for the NULLs only slowed the storing of new cases (migration 0008).
+        Index("ix_cases_deadline", "deadline", postgresql_where=text("deadline IS NOT NULL")),
+        Index("ix_cases_filed_at", "filed_at", postgresql_where=text("filed_at IS NOT NULL")),
+        Index("ix_cases_department", "department", postgresql_where=text("department IS NOT NULL")),
         Index("ix_cases_reported_at", "reported_at"),
         CheckConstraint("routed_to IN ('grid', 'subdistrict')", name="cases_routed_to_known"),
     )
@@ -312,7 +317,7 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     limit_value: Mapped[int | None] = mapped_column(Integer)
     limit_unit: Mapped[str | None] = mapped_column(Text)
-    department: Mapped[str | None] = mapped_column(Text, index=True)
+    department: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[int | None] = mapped_column(
         ForeignKey("grid_worker.id", ondelete="SET NULL"), index=True
     )

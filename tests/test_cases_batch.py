@@ -323,7 +323,7 @@ def test_reported_at_is_stored_at_its_instant_with_or_without_offset(
         f"t-2,E0103,{P002[0]},{P002[1]},2026-05-01T08:00:00\n"
     ).encode()
     import_cases_batch(connection, body)
-    stamps = dict(
+    stamps: dict[str, str] = dict(
         connection.execute(
             text(
                 "SELECT external_id, to_char(reported_at AT TIME ZONE 'UTC',"
