@@ -68,6 +68,9 @@ class Layer:
         Colours and legend labels of ``colour_by`` values.
     label
         A property drawn as a permanent label on each feature (a grid's code).
+    size_by
+        A numeric property setting a point marker's radius (pixels grow with its square
+        root, 4 to 24), so markers compare by area.
     """
 
     name: str
@@ -81,9 +84,11 @@ class Layer:
     colour_by: str | None = None
     categories: tuple[Category, ...] = ()
     label: str | None = None
+    size_by: str | None = None
 
     def __post_init__(self) -> None:
-        used = {*self.popup, *(f for f in (self.colour_by, self.label) if f is not None)}
+        named = (self.colour_by, self.label, self.size_by)
+        used = {*self.popup, *(f for f in named if f is not None)}
         hidden = used - set(self.source.properties)
         if hidden:
             msg = f"layer {self.name}: fields {sorted(hidden)} are not exposed properties"
@@ -172,6 +177,13 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "share": ("覆盖率", "coverage"),
     "cases": ("案件数", "cases"),
     "minutes": ("步行分钟", "walking minutes"),
+    "distance_m": ("距离 (m)", "distance (m)"),
+    "shape": ("图形", "shape"),
+    "building": ("楼栋", "building"),
+    "grid": ("网格", "grid"),
+    "stairwells": ("未覆盖单元", "uncovered stairwells"),
+    "uncovered_households": ("未覆盖户数", "uncovered households"),
+    "uncovered_elderly": ("未覆盖老年人", "uncovered elderly"),
 }
 
 

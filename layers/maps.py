@@ -14,16 +14,24 @@ from datetime import datetime
 from typing import Any
 
 import folium
+import geopandas as gpd
+import numpy as np
+import shapely
+from pyproj import CRS
 from sqlalchemy import Connection, text
 
-from gis.circles import CircleSettings
-from gis.circles_store import coverage_report, facility_types
+from gis.circles import STANDARD, CircleSettings, Threshold, isochrones, thresholds
+from gis.circles_store import AreaCache, coverage_report, facility_types, stored_table
+from gis.coords import utm_epsg
 from gis.errors import InputError, NotFoundError
 from gis.features import BBox, FeatureSource, extent, features_geojson
 from gis.models import CASE_STATES
 from gis.siting_inputs import CandidateSpec, SitingRequest, solve_siting
 from layers.catalogue import CATALOGUE, OPEN_STATUSES, Category, Layer, Style
 from layers.webmap import Choropleth, Lang, MapLayer, MapSettings, layer_map
+
+WALK = "walk"
+CIRCLE = "circle"
 
 # Layers derived for one page (aggregates and display-only shapes); not served by /layers.
 # Their source names the table they are derived from and the properties they carry.
@@ -51,13 +59,51 @@ DERIVED: dict[str, Layer] = {
         ),
         Layer(
             name="isochrones",
-            title="设施服务半径",
-            title_en="Facility service radius",
+            title="步行等时圈（仅供显示）",
+            title_en="Walking isochrones (display only)",
             source=FeatureSource(
-                table="facility", geometry="geom", properties=("type", "name", "minutes")
+                table="facility",
+                geometry="geom",
+                properties=("type", "name", "minutes", "distance_m", "shape"),
             ),
             style=Style(color="#17becf", weight=1.0, fill_color="#17becf", fill_opacity=0.08),
-            popup=("name", "type", "minutes"),
+            popup=("name", "type", "minutes", "distance_m", "shape"),
+            colour_by="shape",
+            categories=(
+                Category(
+                    WALK,
+                    "#17becf",
+                    "步行可达范围（仅供显示，覆盖率按路网距离计算）",
+                    "walking isochrone (display only; coverage uses network distances)",
+                ),
+                Category(
+                    CIRCLE,
+                    "#ff7f0e",
+                    "标准半径圆（该处未计算步行路网）",
+                    "standard-radius circle (no walking network computed here)",
+                ),
+            ),
+        ),
+        Layer(
+            name="gaps",
+            title="覆盖缺口（按楼栋）",
+            title_en="Coverage gaps by building",
+            source=FeatureSource(
+                table="building",
+                geometry="footprint",
+                properties=(
+                    "building",
+                    "grid",
+                    "stairwells",
+                    "uncovered_households",
+                    "uncovered_elderly",
+                ),
+            ),
+            style=Style(
+                color="#b2182b", weight=1.0, fill_color="#d6604d", fill_opacity=0.7, radius=4.0
+            ),
+            popup=("building", "grid", "stairwells", "uncovered_households", "uncovered_elderly"),
+            size_by="uncovered_households",
         ),
         Layer(
             name="proposals",
@@ -116,10 +162,22 @@ _FACILITIES_OF_TYPE = """
 SELECT id, geom, json_build_object('type', type, 'name', name, 'capacity', capacity) AS props
 FROM facility WHERE CAST(:type AS text) IS NULL OR type = :type
 """
-_SERVICE_RADIUS = """
-SELECT id, ST_Buffer(geom::geography, :radius)::geometry AS geom,
-       json_build_object('type', type, 'name', name, 'minutes', :minutes) AS props
-FROM facility WHERE type = :type
+_FACILITY_POINTS = """
+SELECT id, ST_X(geom) AS lon, ST_Y(geom) AS lat, name FROM facility WHERE type = :type ORDER BY id
+"""
+# Buildings with stairwells lacking the type: counts per building only (no stairwell rows),
+# the most uncovered households first.
+_GAPS = """
+SELECT b.id, ST_PointOnSurface(b.footprint) AS geom,
+       json_build_object('building', coalesce(b.name, b.number, b.source_id), 'grid', g.code,
+                         'stairwells', count(*),
+                         'uncovered_households', coalesce(sum(s.households), 0),
+                         'uncovered_elderly', coalesce(sum(s.elderly), 0)) AS props
+FROM stairwell s JOIN building b ON b.id = s.building_id LEFT JOIN grid g ON g.id = b.grid_id
+WHERE s.id = ANY(:ids)
+GROUP BY b.id, g.code
+ORDER BY coalesce(sum(s.households), 0) DESC, b.id
+LIMIT :limit
 """
 _GRID_SHARES = """
 SELECT g.id, g.geom, json_build_object('code', g.code, 'kind', g.kind,
@@ -259,17 +317,175 @@ def _circle_extent(connection: Connection, grid_id: int, radius: float) -> BBox:
     return BBox(*(float(v) for v in row))
 
 
-def _shares(connection: Connection, kind: str | None, level: int) -> list[dict[str, Any]]:
+def _shares(
+    connection: Connection, kind: str | None, level: int, group: str
+) -> list[dict[str, Any]]:
     """Share of households covered per grid code (empty when no coverage is stored)."""
-    report = coverage_report(connection, type=kind, level=level, by="grid")
+    report = coverage_report(connection, type=kind, level=level, group=group, by="grid")
     if report.empty:
         return []
     if kind is None:
         report = report.loc[report["type"] == "all_required"]
     return [
         {"code": str(code), "share": float(share)}
-        for code, share in zip(report["grid_code"], report["share_households"], strict=True)
+        for code, share in zip(report["grid"], report["share_households"], strict=True)
     ]
+
+
+def _threshold(settings: CircleSettings, group: str, level: int) -> Threshold:
+    """Return the level distance of ``group`` (``standard`` or a walking group) at ``level``."""
+    found = {(t.basis, t.minutes): t for t in thresholds(settings=settings)}
+    if group not in {basis for basis, _ in found}:
+        groups = ", ".join([STANDARD, *settings.speeds_kmh])
+        raise InputError("group", f"unknown group {group!r}; groups: {groups}")
+    if (group, level) not in found:
+        levels = ", ".join(map(str, sorted(settings.standard_radius_m)))
+        raise InputError("level", f"level {level} is not configured; levels: {levels}")
+    return found[(group, level)]
+
+
+def _walk_shape(
+    connection: Connection,
+    cache: AreaCache,
+    point: gpd.GeoSeries,
+    distance_m: float,
+    settings: CircleSettings,
+) -> shapely.Geometry | None:
+    """Return the walking isochrone of one WGS84 point (None: no network computed there)."""
+    lon, lat = float(point.x.iloc[0]), float(point.y.iloc[0])
+    try:
+        inputs = cache.get(connection, lon, lat, settings=settings)
+    except InputError:
+        return None
+    if inputs.network is None:
+        return None
+    if bool(inputs.network.snap(point, max_snap_m=settings.max_snap_m).frame["too_far"].iloc[0]):
+        return None
+    shape = isochrones(point, inputs.network, distances_m=[distance_m], settings=settings)
+    drawn = shape.geometry.iloc[0]
+    return None if drawn is None or drawn.is_empty else drawn
+
+
+def facility_isochrones(
+    connection: Connection,
+    kind: str,
+    *,
+    minutes: int,
+    group: str = STANDARD,
+    settings: CircleSettings | None = None,
+    simplify_m: float = 5.0,
+) -> dict[str, Any]:
+    """Draw the walking isochrone of every facility of one type, for display only.
+
+    Each facility's shape is the street network reached within the level distance (the
+    GB 50180 standard radius for ``standard``, else minutes x the group's walking speed),
+    walked on the network stored with the newest computed area holding the facility
+    (:class:`gis.circles_store.AreaCache`). Where no area was computed, or the facility lies
+    farther than ``max_snap_m`` from the network, a circle of that distance is drawn instead
+    (``shape`` = ``circle``). Shapes are simplified by ``simplify_m`` metres in the local UTM
+    zone and rounded to 1e-6 degrees (about 0.1 m) to keep the page small.
+
+    Parameters
+    ----------
+    connection
+        Database connection.
+    kind
+        Facility type.
+    minutes
+        A configured level (5, 10 or 15 by default).
+    group
+        ``standard`` or a walking group (``adult``, ``elderly``).
+    settings
+        Levels, speeds, snapping distance.
+    simplify_m
+        Simplification tolerance, metres.
+
+    Returns
+    -------
+    dict
+        A GeoJSON FeatureCollection (WGS84), one feature per facility (ids: facility ids) with
+        ``type``, ``name``, ``minutes``, ``distance_m`` and ``shape`` (``walk`` or ``circle``).
+
+    Raises
+    ------
+    InputError
+        Naming ``group`` or ``level`` when not configured.
+    """
+    settings = settings or CircleSettings()
+    distance = _threshold(settings, group, minutes).distance_m
+    rows = connection.execute(text(_FACILITY_POINTS), {"type": kind}).all()
+    if not rows:
+        return {"type": "FeatureCollection", "features": []}
+    points = gpd.GeoSeries(
+        shapely.points([(float(r.lon), float(r.lat)) for r in rows]), crs="EPSG:4326"
+    )
+    cache = AreaCache()
+    walked = [
+        _walk_shape(connection, cache, points.iloc[[i]], distance, settings)
+        for i in range(len(rows))
+    ]
+    is_walk = np.array([shape is not None for shape in walked])
+    drawn = np.empty(len(rows), dtype=object)
+    zones = np.array([utm_epsg(float(p.x), float(p.y)) for p in points])
+    for zone in np.unique(zones):
+        # Metric work per UTM zone of the facilities (a city's facilities share one).
+        at = zones == zone
+        local = CRS.from_epsg(int(zone))
+        walks = gpd.GeoSeries(np.asarray(walked, dtype=object)[at], crs="EPSG:4326")
+        circles = points[at].to_crs(local).buffer(distance, quad_segs=8)
+        shapes = np.where(is_walk[at], walks.to_crs(local).to_numpy(), circles.to_numpy())
+        local_shapes = gpd.GeoSeries(shapes, crs=local).simplify(simplify_m)
+        drawn[at] = local_shapes.to_crs("EPSG:4326").to_numpy()
+    small = shapely.transform(drawn, lambda xy: np.round(xy, 6))
+    features = [
+        {
+            "type": "Feature",
+            "id": int(row.id),
+            "geometry": json.loads(shapely.to_geojson(shape)),
+            "properties": {
+                "type": kind,
+                "name": row.name,
+                "minutes": minutes,
+                "distance_m": round(distance, 1),
+                "shape": WALK if walk else CIRCLE,
+            },
+        }
+        for row, shape, walk in zip(rows, small, is_walk, strict=True)
+    ]
+    return {"type": "FeatureCollection", "features": features}
+
+
+def uncovered_stairwells(
+    connection: Connection,
+    kind: str | None,
+    *,
+    minutes: int,
+    group: str = STANDARD,
+    settings: CircleSettings | None = None,
+) -> list[int]:
+    """Ids of the stairwells with stored coverage lacking ``kind`` within the level.
+
+    Without ``kind``, those lacking any type required at ``minutes`` (facility mapping).
+    Stairwells without stored coverage are not listed.
+
+    Raises
+    ------
+    InputError
+        Naming ``group`` or ``level`` when not configured.
+    """
+    settings = settings or CircleSettings()
+    column = _threshold(settings, group, minutes).column
+    kinds = (
+        [kind]
+        if kind is not None
+        else [k for k, level in facility_types().items() if level == minutes]
+    )
+    table = stored_table(connection, settings=settings)
+    part = table.loc[table["type"].isin(kinds)]
+    if part.empty or column not in part:
+        return []
+    lacking = part.loc[part[column].to_numpy() == 0, "origin"]
+    return sorted(int(i) for i in lacking.unique())
 
 
 def planner_map(
@@ -279,22 +495,32 @@ def planner_map(
     options: PageOptions | None = None,
     circles: CircleSettings | None = None,
     sites: int | None = None,
+    level: int | None = None,
+    group: str = STANDARD,
 ) -> folium.Map:
-    """Return a planner's map: coverage by grid, facilities and their service radius.
+    """Return a planner's map: coverage gaps by grid and building, isochrones, proposed sites.
 
     ``kind`` is a facility type of the mapping; None shows the share of households having
-    every required type at 15 minutes. Shares come from the stored service-circle coverage
-    (``wangge circles compute``); grids without stored coverage are grey. With ``sites``
-    (and a ``kind``), the ``sites`` new sites covering the most elderly residents within the
-    type's standard radius are proposed (maximal covering on the walking network, candidates
-    one network node per 200 m square, 20 s solver limit) and drawn with the existing ones.
+    every type required at the level. ``level`` (minutes; default the type's level in the
+    facility mapping, else 15) and ``group`` (``standard``: the GB 50180 radius; or a
+    walking group: minutes x its speed) pick the level distance. Shares come from the stored
+    service-circle coverage (``wangge circles compute``); grids without stored coverage are
+    grey. The gaps layer marks each building whose stairwells lack the type within the level,
+    sized by its uncovered households (counts per building only; at most ``options.limit``
+    buildings, the most uncovered households first). With a ``kind``, each facility's
+    walking isochrone is drawn for display (a circle of the level distance where no network
+    was computed, see :func:`facility_isochrones`). With ``sites`` (and a ``kind``), the
+    ``sites`` new sites covering the most elderly residents within the type's standard radius
+    are proposed (maximal covering on the walking network, candidates one network node per
+    200 m square, 20 s solver limit) and drawn with the existing ones.
 
     Raises
     ------
     NotFoundError
         When ``kind`` is not a facility type.
     InputError
-        ``sites`` without ``kind`` or below 1; errors of the siting inputs.
+        ``level`` or ``group`` not configured; ``sites`` without ``kind`` or below 1; errors
+        of the siting inputs.
     """
     options = options or PageOptions()
     circles = circles or CircleSettings()
@@ -302,8 +528,13 @@ def planner_map(
     if kind is not None and kind not in types:
         msg = f"unknown facility type {kind!r}; known types: {', '.join(sorted(types))}"
         raise NotFoundError(msg)
-    level = types[kind] if kind is not None and types[kind] > 0 else max(circles.standard_radius_m)
-    shares = _shares(connection, kind, level)
+    if level is None:
+        level = (
+            types[kind] if kind is not None and types[kind] > 0 else max(circles.standard_radius_m)
+        )
+    _threshold(circles, group, level)
+    shares = _shares(connection, kind, level, group)
+    gaps = uncovered_stairwells(connection, kind, minutes=level, group=group, settings=circles)
     layers = [
         MapLayer(CATALOGUE["communities"]),
         MapLayer(
@@ -312,15 +543,14 @@ def planner_map(
             choropleth=SHARE_COLOURS,
         ),
         MapLayer(CATALOGUE["buildings"], show=False),
+        MapLayer(
+            DERIVED["gaps"],
+            data=_collection(connection, _GAPS, {"ids": gaps, "limit": options.limit}),
+        ),
     ]
     if kind is not None:
-        radius = float(
-            circles.standard_radius_m.get(level, max(circles.standard_radius_m.values()))
-        )
-        params = {"type": kind, "radius": radius, "minutes": level}
-        layers.append(
-            MapLayer(DERIVED["isochrones"], data=_collection(connection, _SERVICE_RADIUS, params))
-        )
+        shapes = facility_isochrones(connection, kind, minutes=level, group=group, settings=circles)
+        layers.append(MapLayer(DERIVED["isochrones"], data=json.dumps(shapes)))
     layers.append(
         MapLayer(
             CATALOGUE["facilities"],

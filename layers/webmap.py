@@ -215,6 +215,8 @@ class _LayerLoader(MacroElement):
         var colour = colourOf(spec, feature);
         if (spec.choropleth) { style.fillColor = colour; style.fillOpacity = 0.6; }
         else if (spec.colour_by) { style.color = colour; style.fillColor = colour; }
+        var size = spec.size_by ? Number((feature.properties || {})[spec.size_by]) : NaN;
+        if (size >= 0) { style.radius = Math.min(24, 4 + 2 * Math.sqrt(size)); }
         return style;
     }
     function keep(spec, feature) {
@@ -452,6 +454,7 @@ def _spec(item: MapLayer, layers_url: str, lang: Lang) -> dict[str, Any]:
         "colour_by": layer.colour_by,
         "colours": {c.value: c.color for c in layer.categories},
         "label": layer.label,
+        "size_by": layer.size_by,
         "personal": layer.personal,
         "inline": data is not None,
         "data": data,

@@ -76,11 +76,24 @@ def planner_page(
     settings: ApiSettingsDep,
     type: Annotated[str | None, Query(description="A facility type.")] = None,
     sites: Annotated[int | None, Query(description="New sites to propose (with type).")] = None,
+    level: Annotated[
+        int | None, Query(description="Level in minutes (default: the type's level).")
+    ] = None,
+    group: Annotated[
+        str, Query(description="standard (GB 50180 radius) or a walking group.")
+    ] = "standard",
     lang: LangQuery = "zh",
 ) -> HTMLResponse:
-    """Coverage by grid, facilities, service radius, proposed sites (404 for unknown type)."""
+    """Coverage gaps by grid and building, isochrones, proposed sites (404 for unknown type)."""
     try:
-        fmap = planner_map(connection, type or None, options=_options(settings, lang), sites=sites)
+        fmap = planner_map(
+            connection,
+            type or None,
+            options=_options(settings, lang),
+            sites=sites,
+            level=level,
+            group=group,
+        )
     except NotFoundError as exc:
         return not_found_page(str(exc))
     return HTMLResponse(page_html(fmap))
