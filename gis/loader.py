@@ -228,10 +228,16 @@ def load_buildings(connection: Connection, buildings: Any, *, source: str = "osm
     Raises
     ------
     InputError
-        When the frame is not in EPSG:4326, lacks ``source_id`` or has missing geometries.
+        When the frame is not in EPSG:4326, lacks ``source_id``, has missing geometries or
+        geometries that are not polygons (the error names the first such row).
     """
     frame = _checked(buildings, "buildings", key=["source_id"])
     n = len(frame)
+    kinds = shapely.get_type_id(np.asarray(frame.geometry.array, dtype=object))
+    other = ~np.isin(kinds, [3, 6])  # Polygon, MultiPolygon
+    if other.any():
+        first = frame["source_id"].to_numpy()[other][0]
+        raise InputError(f"buildings {first}", "footprint must be a Polygon or MultiPolygon")
     names = [name for name, _ in _BUILDING_STAGE]
     if _is_bulk(connection, "building", n) and _source_empty(connection, "building", source):
         # A first import of many rows goes straight into the table, indexes built afterwards.

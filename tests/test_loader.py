@@ -311,3 +311,10 @@ def test_missing_levels_are_stored_as_null(connection: Connection) -> None:
         text("SELECT levels FROM building WHERE source = 't' ORDER BY source_id")
     ).scalars()
     assert list(levels) == [6, None]
+
+
+def test_non_polygonal_footprint_is_refused_naming_the_row(connection: Connection) -> None:
+    frame = _buildings(2)
+    frame.loc[1, "geometry"] = frame.geometry.iloc[1].exterior
+    with pytest.raises(InputError, match="w1"):
+        load_buildings(connection, frame, source="t")
