@@ -19,11 +19,15 @@ a ring is the nearest overall, so the wide, costly search runs only for points f
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import Connection, TextClause, text
 
 from gis.coords import CoordinateSystem, parse_crs, to_wgs84, validate_lonlat
 from gis.errors import InputError
@@ -36,6 +40,7 @@ __all__ = [
     "NearestStairwell",
     "Place",
     "locate",
+    "locate_async",
 ]
 
 KINDS = ("service", "unit")
@@ -170,10 +175,86 @@ def locate(
         one); ``crs`` for an unknown system; ``near_boundary_m``/``search_m`` for a negative
         distance; ``kind`` for an unknown kind; ``as_of`` for a naive datetime.
     """
+    system, wlon, wlat, params = _query_params(
+        lon, lat, crs, near_boundary_m, as_of, kind, search_m
+    )
+    row = connection.execute(_LOCATE, params).one()
+    mapping = row._mapping
+    if mapping["grid_id"] is None:
+        _refuse_swapped(connection, lon, lat, system, {**params, "as_of": mapping["as_of"]})
+    return _location(mapping, wlon, wlat)
+
+
+async def locate_async(
+    connection: psycopg.AsyncConnection[Any],
+    lon: float | str,
+    lat: float | str,
+    *,
+    crs: CoordinateSystem | str = CoordinateSystem.WGS84,
+    near_boundary_m: float = 10.0,
+    as_of: datetime | None = None,
+    kind: str = "service",
+    search_m: float = 1_000.0,
+) -> Location:
+    """Locate a point like :func:`locate`, over an async psycopg connection (for servers).
+
+    The same SQL statement, sent as a server-side prepared statement, so a busy server neither
+    parses nor plans it again; options, answer, units and errors are those of :func:`locate`.
+
+    Parameters
+    ----------
+    connection
+        An open ``psycopg.AsyncConnection`` to the wangge database, in autocommit mode.
+    lon, lat, crs, near_boundary_m, as_of, kind, search_m
+        As for :func:`locate`.
+
+    Returns
+    -------
+    Location
+        As :func:`locate` returns it.
+
+    Raises
+    ------
+    gis.errors.InputError
+        As :func:`locate` raises it.
+    """
+    system, wlon, wlat, params = _query_params(
+        lon, lat, crs, near_boundary_m, as_of, kind, search_m
+    )
+    cursor = psycopg.AsyncRawCursor(connection, row_factory=dict_row)
+    values = [params[name] for name in _LOCATE_NAMES]
+    await cursor.execute(_LOCATE_PSYCOPG, values, prepare=True)
+    mapping = await cursor.fetchone()
+    if mapping is None:  # the statement always returns one row
+        msg = "the locate query returned no row"
+        raise RuntimeError(msg)
+    if mapping["grid_id"] is None:
+        try:
+            x, y = validate_lonlat(lat, lon)
+            slon, slat = to_wgs84(float(x), float(y), system)
+        except InputError:
+            return _location(mapping, wlon, wlat)
+        swapped = {**params, "as_of": mapping["as_of"], "lon": slon, "lat": slat}
+        values = [swapped[name] for name in _COVERING_NAMES]
+        await cursor.execute(_COVERING_PSYCOPG, values, prepare=True)
+        if await cursor.fetchone() is not None:
+            raise _swapped_error(lon, lat)
+    return _location(mapping, wlon, wlat)
+
+
+def _query_params(
+    lon: float | str,
+    lat: float | str,
+    crs: CoordinateSystem | str,
+    near_boundary_m: float,
+    as_of: datetime | None,
+    kind: str,
+    search_m: float,
+) -> tuple[CoordinateSystem, float, float, dict[str, Any]]:
     system = parse_crs(crs)
     _check_options(near_boundary_m, search_m, kind, as_of)
     wlon, wlat = to_wgs84(lon, lat, system)
-    params = {
+    params: dict[str, Any] = {
         "lon": wlon,
         "lat": wlat,
         "as_of": as_of,
@@ -184,52 +265,54 @@ def locate(
     for k, ring in enumerate((*(min(r, search_m) for r in RINGS_M), search_m)):
         params[f"m{k}"] = ring
         params[f"deg{k}"] = _degrees_for(ring, wlat)
-    row = connection.execute(_LOCATE, params).one()
-    if row.grid_id is None:
-        _refuse_swapped(connection, lon, lat, system, {**params, "as_of": row.as_of})
+    return system, wlon, wlat, params
+
+
+def _location(row: Mapping[Any, Any], wlon: float, wlat: float) -> Location:
     grid = None
-    if row.grid_id is not None:
+    if row["grid_id"] is not None:
         grid = GridAnswer(
-            id=int(row.grid_id),
-            code=str(row.grid_code),
-            kind=str(row.grid_kind),
-            worker_id=None if row.worker_id is None else int(row.worker_id),
-            worker_name=row.worker_name,
+            id=int(row["grid_id"]),
+            code=str(row["grid_code"]),
+            kind=str(row["grid_kind"]),
+            worker_id=None if row["worker_id"] is None else int(row["worker_id"]),
+            worker_name=row["worker_name"],
         )
     community = (
         None
-        if row.community_id is None
-        else Place(int(row.community_id), str(row.community_code), str(row.community_name))
+        if row["community_id"] is None
+        else Place(int(row["community_id"]), str(row["community_code"]), str(row["community_name"]))
     )
     subdistrict = (
         None
-        if row.subdistrict_id is None
-        else Place(int(row.subdistrict_id), str(row.subdistrict_code), str(row.subdistrict_name))
+        if row["subdistrict_id"] is None
+        else Place(
+            int(row["subdistrict_id"]), str(row["subdistrict_code"]), str(row["subdistrict_name"])
+        )
     )
     near = (
         None
-        if row.near_code is None
-        else NearBoundary(code=str(row.near_code), distance_m=float(row.near_m))
+        if row["near_code"] is None
+        else NearBoundary(code=str(row["near_code"]), distance_m=float(row["near_m"]))
     )
-    mapping = row._mapping
     building = None
     stairwell = None
     for k in range(_RING_COUNT):
-        if building is None and mapping[f"b{k}_id"] is not None:
+        if building is None and row[f"b{k}_id"] is not None:
             building = NearestBuilding(
-                id=int(mapping[f"b{k}_id"]),
-                name=mapping[f"b{k}_name"],
-                number=mapping[f"b{k}_number"],
-                distance_m=float(mapping[f"b{k}_d"]),
+                id=int(row[f"b{k}_id"]),
+                name=row[f"b{k}_name"],
+                number=row[f"b{k}_number"],
+                distance_m=float(row[f"b{k}_d"]),
             )
-        if stairwell is None and mapping[f"s{k}_id"] is not None:
+        if stairwell is None and row[f"s{k}_id"] is not None:
             stairwell = NearestStairwell(
-                id=int(mapping[f"s{k}_id"]),
-                building_id=int(mapping[f"s{k}_building_id"]),
-                unit_no=int(mapping[f"s{k}_unit_no"]),
-                lon=float(mapping[f"s{k}_lon"]),
-                lat=float(mapping[f"s{k}_lat"]),
-                distance_m=float(mapping[f"s{k}_d"]),
+                id=int(row[f"s{k}_id"]),
+                building_id=int(row[f"s{k}_building_id"]),
+                unit_no=int(row[f"s{k}_unit_no"]),
+                lon=float(row[f"s{k}_lon"]),
+                lat=float(row[f"s{k}_lat"]),
+                distance_m=float(row[f"s{k}_d"]),
             )
     return Location(
         lon=wlon,
@@ -340,17 +423,46 @@ _COLUMNS, _LATERALS = _nearest_sql()
 _LOCATE = text(_LOCATE_TEMPLATE.format(nearest_columns=_COLUMNS, nearest_laterals=_LATERALS))
 
 
+_COVERING = text(
+    "SELECT g.code FROM grid g WHERE g.kind = :kind"
+    " AND g.valid_from <= :as_of AND (g.valid_to IS NULL OR g.valid_to > :as_of)"
+    " AND ST_Covers(g.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+    " ORDER BY g.code, g.id LIMIT 1"
+)
+
+
+def _server_placeholders(statement: TextClause) -> tuple[str, tuple[str, ...]]:
+    """Return ``statement`` with PostgreSQL's ``$n`` placeholders and the parameter names in order.
+
+    locate_async sends it through a raw cursor: psycopg passes the text as is, rather than
+    parsing a long query's named placeholders on every call.
+    """
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    sql = re.sub(r":(\w+)\b", number, re.sub(r"::", "\x00", statement.text))
+    return sql.replace("\x00", "::"), tuple(names)
+
+
+_LOCATE_PSYCOPG, _LOCATE_NAMES = _server_placeholders(_LOCATE)
+_COVERING_PSYCOPG, _COVERING_NAMES = _server_placeholders(_COVERING)
+
+
 def _covering_code(connection: Connection, params: dict[str, Any]) -> str | None:
-    code = connection.execute(
-        text(
-            "SELECT g.code FROM grid g WHERE g.kind = :kind"
-            " AND g.valid_from <= :as_of AND (g.valid_to IS NULL OR g.valid_to > :as_of)"
-            " AND ST_Covers(g.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
-            " ORDER BY g.code, g.id LIMIT 1"
-        ),
-        params,
-    ).scalar()
+    code = connection.execute(_COVERING, params).scalar()
     return None if code is None else str(code)
+
+
+def _swapped_error(lon: float | str, lat: float | str) -> InputError:
+    msg = (
+        f"({lon}, {lat}) is outside every grid cell but ({lat}, {lon}) is inside one:"
+        " longitude and latitude look swapped"
+    )
+    return InputError("lat", msg)
 
 
 def _refuse_swapped(
@@ -367,8 +479,4 @@ def _refuse_swapped(
     except InputError:
         return
     if _covering_code(connection, {**params, "lon": slon, "lat": slat}) is not None:
-        msg = (
-            f"({lon}, {lat}) is outside every grid cell but ({lat}, {lon}) is inside one:"
-            " longitude and latitude look swapped"
-        )
-        raise InputError("lat", msg)
+        raise _swapped_error(lon, lat)

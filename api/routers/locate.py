@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Connection, Engine
 
-from api.deps import ReadConnectionDep
+from api.deps import ReadConnectionDep, get_read_connection
 from api.errors import error_body
 from gis.addresses import (
     AddressMatch,
@@ -15,8 +21,8 @@ from gis.addresses import (
     UnknownAddressError,
     resolve_address,
 )
-from gis.errors import InputError
-from gis.locate import Location, locate
+from gis.errors import DatabaseUnavailableError, InputError
+from gis.locate import Location, locate, locate_async
 from gis.settings import CaseSettings
 
 router = APIRouter(tags=["locate"])
@@ -61,16 +67,92 @@ def _match_dict(match: AddressMatch) -> dict[str, Any]:
     }
 
 
+class LocatePool:
+    """Async psycopg connections (autocommit) for ``GET /locate``, opened on demand.
+
+    One per app and event loop (so one per uvicorn worker). ``/locate`` is the hottest read of
+    the service: served on the event loop over these connections, a request skips the thread
+    pool hops, the pool's liveness ping and SQLAlchemy's per-statement work, and its statement
+    is prepared once per connection. At most ``size`` connections are open; a request waits up
+    to ``timeout`` seconds for one (then 503), and a connection that failed is dropped.
+    """
+
+    def __init__(self, dsn: str, *, size: int, timeout: float = 30.0) -> None:
+        self.dsn = dsn
+        self.size = size
+        self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
+        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+        self._opened = 0
+
+    async def acquire(self) -> psycopg.AsyncConnection[Any]:
+        """Return an idle connection, a new one while fewer than ``size`` are open, or wait."""
+        try:
+            return self._idle.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        try:
+            if self._opened < self.size:
+                self._opened += 1
+                try:
+                    return await psycopg.AsyncConnection.connect(
+                        self.dsn, autocommit=True, connect_timeout=int(self.timeout)
+                    )
+                except BaseException:
+                    self._opened -= 1
+                    raise
+            async with asyncio.timeout(self.timeout):
+                return await self._idle.get()
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            msg = f"no database connection for /locate: {exc or 'timed out'}"
+            raise DatabaseUnavailableError(msg) from exc
+
+    async def release(self, connection: psycopg.AsyncConnection[Any], *, broken: bool) -> None:
+        """Give ``connection`` back, or close and forget it when it failed."""
+        if (
+            broken
+            or connection.closed
+            or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
+            self._opened -= 1
+            await connection.close()
+        else:
+            self._idle.put_nowait(connection)
+
+
+def _locate_pool(request: Request) -> LocatePool:
+    pool = getattr(request.app.state, "locate_pool", None)
+    if not isinstance(pool, LocatePool) or pool.loop is not asyncio.get_running_loop():
+        engine: Engine = request.app.state.engine
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = LocatePool(dsn, size=engine.pool.size())  # type: ignore[attr-defined]
+        request.app.state.locate_pool = pool
+    return pool
+
+
+def _override_connection(request: Request) -> Connection | None:
+    """Return the replacement of the read connection (``dependency_overrides``), if any."""
+    override = request.app.dependency_overrides.get(get_read_connection)
+    if override is None:
+        return None
+    value: Any = override()
+    connection = value if isinstance(value, Connection) else next(iter(value))
+    if not isinstance(connection, Connection):
+        msg = f"the read connection override gave {type(connection).__name__}, not a Connection"
+        raise TypeError(msg)
+    return connection
+
+
 @router.get("/locate", response_model=Location, responses=_BAD_INPUT)
-def locate_point(
-    connection: ReadConnectionDep,
+async def locate_point(
+    request: Request,
     settings: CaseSettingsDep,
     lon: Annotated[str, Query(description="Longitude in degrees, in `crs`.")],
     lat: Annotated[str, Query(description="Latitude in degrees, in `crs`.")],
     crs: Annotated[str, Query(description="wgs84 (default), gcj02 (Amap/WeChat) or bd09.")] = (
         "wgs84"
     ),
-) -> Location:
+) -> Response:
     """Locate a point: grid, worker, places, nearest building/stairwell, boundary flags.
 
     The grid cell is the lowest code among those covering the point (shared boundary); the
@@ -81,7 +163,30 @@ def locate_point(
     422 names ``lon``/``lat`` (non-numeric, NaN, out of range, or swapped: the given order lies
     outside every grid and the swapped order inside one) or ``crs``.
     """
-    return locate(connection, lon, lat, crs=crs, near_boundary_m=settings.near_boundary_m)
+    near_m = settings.near_boundary_m
+    replaced = _override_connection(request)
+    if replaced is not None:
+        location = await run_in_threadpool(
+            lambda: locate(replaced, lon, lat, crs=crs, near_boundary_m=near_m)
+        )
+    else:
+        pool = _locate_pool(request)
+        connection = await pool.acquire()
+        broken = True
+        try:
+            location = await locate_async(connection, lon, lat, crs=crs, near_boundary_m=near_m)
+            broken = False
+        except InputError:
+            broken = False
+            raise
+        except psycopg.OperationalError as exc:
+            msg = f"database connection lost: {exc}"
+            raise DatabaseUnavailableError(msg) from exc
+        finally:
+            await pool.release(connection, broken=broken)
+    # Built directly (the dataclasses hold only JSON types): spares validating the answer again.
+    body = json.dumps(dataclasses.asdict(location), ensure_ascii=False, allow_nan=False)
+    return Response(body, media_type="application/json")
 
 
 @router.get(
