@@ -21,7 +21,7 @@ from pyproj import CRS
 from sqlalchemy import Connection, text
 
 from gis.circles import STANDARD, CircleSettings, Threshold, isochrones, thresholds
-from gis.circles_store import AreaCache, coverage_report, facility_types, stored_table
+from gis.circles_store import AreaCache, facility_types
 from gis.coords import utm_epsg
 from gis.errors import InputError, NotFoundError
 from gis.features import BBox, FeatureSource, extent, features_geojson
@@ -165,8 +165,8 @@ FROM facility WHERE CAST(:type AS text) IS NULL OR type = :type
 _FACILITY_POINTS = """
 SELECT id, ST_X(geom) AS lon, ST_Y(geom) AS lat, name FROM facility WHERE type = :type ORDER BY id
 """
-# Buildings with stairwells lacking the type: counts per building only (no stairwell rows),
-# the most uncovered households first.
+# Buildings with stairwells lacking a type within the level (by the stored coverage): counts
+# per building only (no stairwell rows), the most uncovered households first.
 _GAPS = """
 SELECT b.id, ST_PointOnSurface(b.footprint) AS geom,
        json_build_object('building', coalesce(b.name, b.number, b.source_id), 'grid', g.code,
@@ -174,17 +174,30 @@ SELECT b.id, ST_PointOnSurface(b.footprint) AS geom,
                          'uncovered_households', coalesce(sum(s.households), 0),
                          'uncovered_elderly', coalesce(sum(s.elderly), 0)) AS props
 FROM stairwell s JOIN building b ON b.id = s.building_id LEFT JOIN grid g ON g.id = b.grid_id
-WHERE s.id = ANY(:ids)
+WHERE s.id IN (SELECT stairwell_id FROM circle_coverage
+               WHERE facility_type = ANY(:types) AND basis = :basis AND minutes = :minutes
+                     AND count = 0)
 GROUP BY b.id, g.code
 ORDER BY coalesce(sum(s.households), 0) DESC, b.id
 LIMIT :limit
 """
+# Share of households whose stairwell has every type asked for within the level, per current
+# grid (as gis.circles.coverage_shares, in one query); NULL where nothing is stored.
 _GRID_SHARES = """
-SELECT g.id, g.geom, json_build_object('code', g.code, 'kind', g.kind,
-       'share', s.share) AS props
-FROM grid g
-LEFT JOIN (SELECT * FROM jsonb_to_recordset(CAST(:shares AS jsonb)) AS x(code text, share float))
-    AS s ON s.code = g.code
+WITH stairwells AS (
+    SELECT stairwell_id, bool_and(count > 0) AS covered FROM circle_coverage
+    WHERE facility_type = ANY(:types) AND basis = :basis AND minutes = :minutes
+    GROUP BY stairwell_id
+), shares AS (
+    SELECT b.grid_id,
+           coalesce(sum(s.households) FILTER (WHERE c.covered), 0)::float
+               / NULLIF(sum(s.households), 0) AS share
+    FROM stairwells c JOIN stairwell s ON s.id = c.stairwell_id
+    JOIN building b ON b.id = s.building_id
+    GROUP BY b.grid_id
+)
+SELECT g.id, g.geom, json_build_object('code', g.code, 'kind', g.kind, 'share', x.share) AS props
+FROM grid g LEFT JOIN shares x ON x.grid_id = g.id
 WHERE g.valid_to IS NULL
 """
 _GRID_CASES = """
@@ -317,21 +330,6 @@ def _circle_extent(connection: Connection, grid_id: int, radius: float) -> BBox:
     return BBox(*(float(v) for v in row))
 
 
-def _shares(
-    connection: Connection, kind: str | None, level: int, group: str
-) -> list[dict[str, Any]]:
-    """Share of households covered per grid code (empty when no coverage is stored)."""
-    report = coverage_report(connection, type=kind, level=level, group=group, by="grid")
-    if report.empty:
-        return []
-    if kind is None:
-        report = report.loc[report["type"] == "all_required"]
-    return [
-        {"code": str(code), "share": float(share)}
-        for code, share in zip(report["grid"], report["share_households"], strict=True)
-    ]
-
-
 def _threshold(settings: CircleSettings, group: str, level: int) -> Threshold:
     """Return the level distance of ``group`` (``standard`` or a walking group) at ``level``."""
     found = {(t.basis, t.minutes): t for t in thresholds(settings=settings)}
@@ -374,6 +372,7 @@ def facility_isochrones(
     group: str = STANDARD,
     settings: CircleSettings | None = None,
     simplify_m: float = 5.0,
+    cache: AreaCache | None = None,
 ) -> dict[str, Any]:
     """Draw the walking isochrone of every facility of one type, for display only.
 
@@ -399,6 +398,8 @@ def facility_isochrones(
         Levels, speeds, snapping distance.
     simplify_m
         Simplification tolerance, metres.
+    cache
+        Loaded areas kept between calls (a new one when None).
 
     Returns
     -------
@@ -419,7 +420,7 @@ def facility_isochrones(
     points = gpd.GeoSeries(
         shapely.points([(float(r.lon), float(r.lat)) for r in rows]), crs="EPSG:4326"
     )
-    cache = AreaCache()
+    cache = cache if cache is not None else AreaCache()
     walked = [
         _walk_shape(connection, cache, points.iloc[[i]], distance, settings)
         for i in range(len(rows))
@@ -455,18 +456,26 @@ def facility_isochrones(
     return {"type": "FeatureCollection", "features": features}
 
 
-def uncovered_stairwells(
+def coverage_gaps(
     connection: Connection,
     kind: str | None,
     *,
     minutes: int,
     group: str = STANDARD,
+    limit: int = 2_000,
     settings: CircleSettings | None = None,
-) -> list[int]:
-    """Ids of the stairwells with stored coverage lacking ``kind`` within the level.
+) -> str:
+    """Count, per building, the stairwells lacking ``kind`` within the level, as GeoJSON.
 
-    Without ``kind``, those lacking any type required at ``minutes`` (facility mapping).
-    Stairwells without stored coverage are not listed.
+    Without ``kind``, stairwells lacking any type required at ``minutes`` (facility mapping).
+    Only stairwells with stored coverage (``wangge circles compute``) are counted.
+
+    Returns
+    -------
+    str
+        A GeoJSON FeatureCollection (WGS84): a point on each building's footprint with
+        ``building``, ``grid``, ``stairwells``, ``uncovered_households`` and
+        ``uncovered_elderly``; at most ``limit`` buildings, most uncovered households first.
 
     Raises
     ------
@@ -474,18 +483,14 @@ def uncovered_stairwells(
         Naming ``group`` or ``level`` when not configured.
     """
     settings = settings or CircleSettings()
-    column = _threshold(settings, group, minutes).column
+    _threshold(settings, group, minutes)
     kinds = (
         [kind]
         if kind is not None
         else [k for k, level in facility_types().items() if level == minutes]
     )
-    table = stored_table(connection, settings=settings)
-    part = table.loc[table["type"].isin(kinds)]
-    if part.empty or column not in part:
-        return []
-    lacking = part.loc[part[column].to_numpy() == 0, "origin"]
-    return sorted(int(i) for i in lacking.unique())
+    params = {"types": kinds, "basis": group, "minutes": minutes, "limit": limit}
+    return _collection(connection, _GAPS, params)
 
 
 def planner_map(
@@ -497,6 +502,7 @@ def planner_map(
     sites: int | None = None,
     level: int | None = None,
     group: str = STANDARD,
+    cache: AreaCache | None = None,
 ) -> folium.Map:
     """Return a planner's map: coverage gaps by grid and building, isochrones, proposed sites.
 
@@ -512,7 +518,8 @@ def planner_map(
     was computed, see :func:`facility_isochrones`). With ``sites`` (and a ``kind``), the
     ``sites`` new sites covering the most elderly residents within the type's standard radius
     are proposed (maximal covering on the walking network, candidates one network node per
-    200 m square, 20 s solver limit) and drawn with the existing ones.
+    200 m square, 20 s solver limit) and drawn with the existing ones. ``cache`` keeps the
+    walking networks of stored areas between calls (the app's cache).
 
     Raises
     ------
@@ -533,19 +540,26 @@ def planner_map(
             types[kind] if kind is not None and types[kind] > 0 else max(circles.standard_radius_m)
         )
     _threshold(circles, group, level)
-    shares = _shares(connection, kind, level, group)
-    gaps = uncovered_stairwells(connection, kind, minutes=level, group=group, settings=circles)
+    kinds = [kind] if kind is not None else [k for k, lv in types.items() if lv == level]
+    share_params = {"types": kinds, "basis": group, "minutes": level}
     layers = [
         MapLayer(CATALOGUE["communities"]),
         MapLayer(
             DERIVED["coverage"],
-            data=_collection(connection, _GRID_SHARES, {"shares": json.dumps(shares)}),
+            data=_collection(connection, _GRID_SHARES, share_params),
             choropleth=SHARE_COLOURS,
         ),
         MapLayer(CATALOGUE["buildings"], show=False),
         MapLayer(
             DERIVED["gaps"],
-            data=_collection(connection, _GAPS, {"ids": gaps, "limit": options.limit}),
+            data=coverage_gaps(
+                connection,
+                kind,
+                minutes=level,
+                group=group,
+                limit=options.limit,
+                settings=circles,
+            ),
         ),
     ]
     if kind is not None:

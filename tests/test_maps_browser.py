@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
+from gis.circles_store import facility_types
 from gis.db import make_engine
 from layers.catalogue import OPEN_STATUSES
 from tests.browser.driver import Visit, browser, visit
@@ -59,7 +60,7 @@ def visits(site: Site, planner_type: str) -> Iterator[dict[str, Visit]]:
             "planner": visit(
                 chromium,
                 f"{site.base_url}/maps/planner?type={planner_type}&sites=2",
-                layers=("coverage", "facilities", "isochrones", "proposals"),
+                layers=("coverage", "gaps", "facilities", "isochrones", "proposals"),
                 shot="map_planner",
             ),
             "cases": visit(
@@ -111,6 +112,35 @@ def test_planner_map_draws_every_grid_and_the_types_facilities(
     drawn = visits["planner"]
     assert drawn.paths["coverage"] == scalar(demo, "SELECT count(*) FROM grid") == 9
     assert drawn.paths["facilities"] == drawn.paths["isochrones"] == facilities
+
+
+def test_planner_map_draws_a_walking_isochrone_per_facility(
+    visits: dict[str, Visit], demo: Engine, planner_type: str
+) -> None:
+    # Every facility of the type lies in the computed area: none falls back to a circle.
+    walking = scalar(
+        demo,
+        "SELECT count(*) FROM facility f JOIN circle_area a ON ST_Intersects(a.extent, f.geom) "
+        "WHERE f.type = :t",
+        t=planner_type,
+    )
+    assert walking == scalar(demo, "SELECT count(*) FROM facility WHERE type = :t", t=planner_type)
+    assert visits["planner"].paths["isochrones"] == walking > 0
+
+
+def test_planner_map_marks_each_building_with_uncovered_stairwells(
+    visits: dict[str, Visit], demo: Engine, planner_type: str
+) -> None:
+    level = facility_types()[planner_type] or 15
+    uncovered = scalar(
+        demo,
+        "SELECT count(DISTINCT s.building_id) FROM stairwell s JOIN circle_coverage c "
+        "ON c.stairwell_id = s.id WHERE c.facility_type = :t AND c.basis = 'standard' "
+        "AND c.minutes = :m AND c.count = 0",
+        t=planner_type,
+        m=level,
+    )
+    assert visits["planner"].paths["gaps"] == uncovered > 0
 
 
 def test_planner_map_draws_two_proposed_sites_with_the_existing_ones(

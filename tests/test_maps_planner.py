@@ -23,7 +23,7 @@ from sqlalchemy import Connection, text
 
 from api.app import AppSettings, create_app
 from api.deps import get_read_connection
-from gis.circles_store import area_geometry, compute_area
+from gis.circles_store import ALL_REQUIRED, area_geometry, compute_area, coverage_report
 from gis.grids.generate import generate_grids
 from gis.grids.synthetic import synthetic_subdistrict
 from gis.settings import DatabaseSettings
@@ -151,6 +151,33 @@ def test_unconfigured_level_is_refused_naming_it(client: TestClient, town: int) 
     response = client.get("/maps/planner", params={"type": SCHOOL, "level": 7})
     assert response.status_code == 422
     assert "level" in response.text
+
+
+@pytest.mark.parametrize("kind", [SCHOOL, None])
+def test_grid_shares_equal_the_coverage_report(
+    client: TestClient, connection: Connection, town: int, kind: str | None
+) -> None:
+    report = coverage_report(connection, type=kind, level=15 if kind is None else 10, by="grid")
+    if kind is None:
+        report = report.loc[report["type"] == ALL_REQUIRED]
+    expected = dict(zip(report["grid"], report["share_households"], strict=True))
+    page = client.get("/maps/planner", params={"type": kind} if kind else {}).text
+    drawn = {
+        f["properties"]["code"]: f["properties"]["share"]
+        for f in layer(page, "coverage")["data"]["features"]
+    }
+    assert len(expected) > 1
+    assert {code: drawn[code] for code in expected} == pytest.approx(expected)
+    assert all(drawn[code] is None for code in set(drawn) - set(expected))
+
+
+def test_grid_shares_differ_between_grids_near_and_far_from_the_school(
+    client: TestClient, town: int
+) -> None:
+    page = client.get("/maps/planner", params={"type": SCHOOL}).text
+    shares = [f["properties"]["share"] for f in layer(page, "coverage")["data"]["features"]]
+    known = [share for share in shares if share is not None]
+    assert len(known) > 1 and min(known) < max(known) and max(known) > 0
 
 
 def test_gaps_count_the_uncovered_households_per_building(

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from api.deps import ApiSettingsDep, ReadConnectionDep
+from api.routers.circles import AreaCacheDep
 from gis.errors import NotFoundError
 from gis.features import extent
 from layers import CATALOGUE
@@ -74,6 +75,7 @@ def grid_page(
 def planner_page(
     connection: ReadConnectionDep,
     settings: ApiSettingsDep,
+    cache: AreaCacheDep,
     type: Annotated[str | None, Query(description="A facility type.")] = None,
     sites: Annotated[int | None, Query(description="New sites to propose (with type).")] = None,
     level: Annotated[
@@ -93,6 +95,7 @@ def planner_page(
             sites=sites,
             level=level,
             group=group,
+            cache=cache,
         )
     except NotFoundError as exc:
         return not_found_page(str(exc))

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import shapely
 from sqlalchemy import Connection, make_url, text
 
+from gis.circles_store import compute_area
 from gis.db import make_engine, migrate
 from gis.loader import store_layers
 from gis.osm import load_facility_mapping, read_source
@@ -62,7 +64,10 @@ def scratch_database(server_url: str) -> Iterator[str]:
 
 
 def load_demo(connection: Connection) -> None:
-    """Import Nanjing Xinjiekou, then add nine service grids and cases (one per 3 buildings)."""
+    """Import Nanjing Xinjiekou, add nine service grids and cases (one per 3 buildings).
+
+    The service circle (walking coverage of every stairwell) is computed over the grids.
+    """
     layers = read_source(NANJING, mapping=load_facility_mapping())
     store_layers(connection, layers, source="osm")
     ids = building_ids_for(connection, "osm", list(layers.buildings["source_id"]))
@@ -96,6 +101,10 @@ def load_demo(connection: Connection) -> None:
         ),
         {"statuses": list(CASE_STATUSES)},
     )
+    extent = connection.execute(
+        text("SELECT ST_AsBinary(ST_Envelope(ST_Collect(geom))) FROM grid")
+    ).scalar_one()
+    compute_area(connection, shapely.from_wkb(bytes(extent)), name="demo")
 
 
 def _free_port() -> int:
