@@ -28,8 +28,8 @@ from gis.db import migrate
 from gis.settings import ApiSettings, DatabaseSettings
 from tests.principals import scratch_database
 
-POSTS = 600
-STOP_AFTER = 200
+POSTS = 2_000
+STOP_AFTER = 600
 CATEGORY = "E0103"
 
 
