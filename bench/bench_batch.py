@@ -236,10 +236,13 @@ def main() -> None:
         stages: dict[str, float] = {}
         last = [time.perf_counter()]
 
+        current = ["reading"]
+
         def tick(stage: str, done: int, total: int) -> None:
+            # The time since the previous report belongs to the stage that report opened.
             now = time.perf_counter()
-            stages[stage] = stages.get(stage, 0.0) + now - last[0]
-            last[0] = now
+            stages[current[0]] = stages.get(current[0], 0.0) + now - last[0]
+            last[0], current[0] = now, stage
 
         with engine.connect() as connection:
             backend = int(connection.execute(sql_text("SELECT pg_backend_pid()")).scalar_one())
@@ -281,7 +284,7 @@ def main() -> None:
     finally:
         cluster.destroy()
     load_after = os.getloadavg()[0]
-    stage_text = ", ".join(f"{k} {v:.2f} s" for k, v in stages.items() if k != "end")
+    stage_text = ", ".join(f"{k} {v:.2f} s" for k, v in stages.items())
     lines = [
         "",
         SECTION + f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
