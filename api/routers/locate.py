@@ -125,7 +125,8 @@ def _locate_pool(request: Request) -> LocatePool:
     if not isinstance(pool, LocatePool) or pool.loop is not asyncio.get_running_loop():
         engine: Engine = request.app.state.engine
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        pool = LocatePool(dsn, size=engine.pool.size())  # type: ignore[attr-defined]
+        # As many connections as the app's engine pool keeps (WANGGE_POOL_SIZE).
+        pool = LocatePool(dsn, size=request.app.state.settings.database.pool_size)
         request.app.state.locate_pool = pool
     return pool
 
