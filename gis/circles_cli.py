@@ -78,6 +78,15 @@ def compute(
             f"[yellow]{summary['stairwells_far_from_network']} stairwell(s) lie farther than "
             "the snapping limit from any walkable way[/yellow]"
         )
+    if summary["network_pieces"] > 1:
+        pieces = summary["network_pieces_largest_first"]
+        total = sum(p["length_m"] for p in pieces)
+        console.print(
+            f"[yellow]the walking network falls into {summary['network_pieces']} disconnected "
+            f"pieces; the largest holds {pieces[0]['length_m']:.0f} m of "
+            f"{total:.0f} m (of the ten largest): places on small pieces reach few "
+            "facilities[/yellow]"
+        )
     if "euclidean_fallback" in summary["methods"]:
         console.print(
             "[yellow]no walking network here: distances are straight lines x the detour "

@@ -461,6 +461,11 @@ def compute_area(
         settings=settings,
         network_settings=network_settings,
     )
+    # Disconnected pieces are reported with the area, never dropped silently.
+    connection.execute(
+        text("UPDATE circle_area SET network_pieces = CAST(:pieces AS jsonb) WHERE id = :id"),
+        {"pieces": json.dumps(network_pieces(inputs.network)), "id": int(area_id)},
+    )
     types = sorted(facility_types(mapping))
     table = coverage(
         inputs.stairwells, inputs.facilities, inputs.network, types=types, settings=settings
@@ -471,6 +476,23 @@ def compute_area(
     )
     _write(connection, table, int(area_id), settings)
     return int(area_id)
+
+
+def network_pieces(network: WalkNetwork | None) -> list[dict[str, float]]:
+    """Return the connected pieces of ``network``, largest first (empty without a network).
+
+    Each piece: ``nodes``, ``edges`` and ``length_m`` (metres).
+    """
+    if network is None:
+        return []
+    table = network.components()
+    nodes = table["nodes"].to_numpy(dtype=np.int64)
+    edges = table["edges"].to_numpy(dtype=np.int64)
+    lengths = table["length_m"].to_numpy(dtype=float)
+    return [
+        {"nodes": int(n), "edges": int(e), "length_m": round(float(m), 1)}
+        for n, e, m in zip(nodes, edges, lengths, strict=True)
+    ]
 
 
 def _long_rows(table: pd.DataFrame, area_id: int, settings: CircleSettings) -> pd.DataFrame:
@@ -1243,7 +1265,7 @@ def area_summary(connection: Connection, area_id: int) -> dict[str, Any]:
     """
     row = connection.execute(
         text(
-            "SELECT a.name, a.computed_at, count(c.*) AS rows, "
+            "SELECT a.name, a.computed_at, a.network_pieces, count(c.*) AS rows, "
             "count(DISTINCT c.stairwell_id) AS stairwells, "
             "count(DISTINCT c.stairwell_id) FILTER (WHERE c.too_far) AS too_far, "
             "coalesce(array_agg(DISTINCT c.method) FILTER (WHERE c.method IS NOT NULL), "
@@ -1264,6 +1286,8 @@ def area_summary(connection: Connection, area_id: int) -> dict[str, Any]:
         "rows": int(row.rows),
         "stairwells_far_from_network": int(row.too_far),
         "methods": sorted(row.methods),
+        "network_pieces": len(row.network_pieces),
+        "network_pieces_largest_first": row.network_pieces[:10],
     }
 
 

@@ -466,6 +466,8 @@ class CircleArea(Base):
     area: Mapped[Any] = mapped_column(_geometry("MULTIPOLYGON"), nullable=False)
     extent: Mapped[Any] = mapped_column(_geometry("POLYGON"), nullable=False)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    # Connected pieces of the walking network, largest first: nodes, edges, length_m.
+    network_pieces: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     computed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -19,6 +19,7 @@ from gis.circles_store import (
     ALL_REQUIRED,
     add_facility,
     area_geometry,
+    area_summary,
     build_network,
     compute_area,
     coverage_report,
@@ -421,3 +422,32 @@ def test_a_change_rewrites_only_rows_of_its_type(
     written = refresh(connection, [(lon, lat, "kindergarten")])
     levels = len(CircleSettings().standard_radius_m) * (1 + len(CircleSettings().speeds_kmh))
     assert 0 < written <= stairwells * levels
+
+
+def test_a_connected_network_is_stored_as_one_piece(
+    connection: Connection, town: dict[str, object]
+) -> None:
+    area_id = compute_area(connection, town["area"], name="pieces")
+    summary = area_summary(connection, area_id)
+    assert summary["network_pieces"] == 1
+
+
+def test_a_street_that_meets_no_other_is_reported_as_its_own_piece(
+    connection: Connection, town: dict[str, object]
+) -> None:
+    # A footpath inside the area that touches no other way: a piece of its own.
+    (x0, y0), (x1, y1) = lonlat(300, 305), lonlat(300, 345)
+    connection.execute(
+        text(
+            "INSERT INTO street_segment (source, source_id, part, highway, geom, length_m) "
+            "VALUES ('test', 'island', 0, 'footway', "
+            "ST_MakeLine(ST_Point(:x0, :y0, 4326), ST_Point(:x1, :y1, 4326)), 40)"
+        ),
+        {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
+    )
+    area_id = compute_area(connection, town["area"], name="pieces")
+    summary = area_summary(connection, area_id)
+    assert summary["network_pieces"] == 2
+    smallest = summary["network_pieces_largest_first"][-1]
+    assert smallest["edges"] == 1
+    assert smallest["length_m"] == pytest.approx(40, abs=1)
