@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 import pyproj
 import shapely
 
+from bench.common import machine_header
 from gis.assign import CellIndex
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,24 +85,6 @@ def timed(fn: Callable[[], Any], cpu: list[float] | None = None) -> tuple[float,
     if cpu is not None:
         cpu.append(time.process_time() - started_cpu)
     return time.perf_counter() - started, result
-
-
-def machine_header() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")),
-        "unknown",
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return (
-        "# Benchmark results\n\n"
-        f"Machine: {os.cpu_count()} CPU ({model}), {mem_kb / 1024**2:.1f} GiB RAM, "
-        f"{platform.platform()}; Python {platform.python_version()}.\n"
-    )
 
 
 def main() -> None:

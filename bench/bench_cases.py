@@ -23,9 +23,7 @@ import argparse
 import datetime as dt
 import io
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ import pandas as pd
 import psycopg
 import sqlalchemy
 
+from bench.common import machine_header
 from gis.cases.calendar import WorkingCalendar
 from gis.cases.categories import default_categories
 from gis.cases.deadlines import deadlines
@@ -411,24 +410,6 @@ def pandas_indicators(url: str) -> tuple[pd.DataFrame, float, float]:
     result["incidents_per_1000_households"] = result["filed"] * 1000 / result["households"]
     compute_s = time.perf_counter() - started
     return result, read_s, compute_s
-
-
-def machine_header() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")),
-        "unknown",
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return (
-        "# Benchmark results\n\n"
-        f"Machine: {os.cpu_count()} CPU ({model}), {mem_kb / 1024**2:.1f} GiB RAM, "
-        f"{platform.platform()}; Python {platform.python_version()}.\n"
-    )
 
 
 def main() -> None:

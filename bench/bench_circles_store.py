@@ -30,7 +30,8 @@ import sqlalchemy
 from pyproj import Transformer
 from sqlalchemy import text
 
-from bench.bench_load import RESULTS, machine_header, measured
+from bench.bench_load import RESULTS, measured
+from bench.common import machine_header
 from gis.circles import CircleSettings, coverage
 from gis.circles_store import (
     COVERAGE_COLUMNS,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import pyproj
 import shapely
 import sqlalchemy
 
+from bench.common import machine_header
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 from gis.features import BBox, features_geojson, parse_bbox
@@ -137,24 +137,6 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
     """Minimum, p50 and p95 in milliseconds (the minimum shows the cost without contention)."""
     values = np.asarray(samples) * 1000
     return float(values.min()), float(np.percentile(values, 50)), float(np.percentile(values, 95))
-
-
-def machine_header() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")),
-        "unknown",
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return (
-        "# Benchmark results\n\n"
-        f"Machine: {os.cpu_count()} CPU ({model}), {mem_kb / 1024**2:.1f} GiB RAM, "
-        f"{platform.platform()}; Python {platform.python_version()}.\n"
-    )
 
 
 def main() -> None:

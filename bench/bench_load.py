@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 
+from bench.common import machine_header
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 from gis.loader import load_buildings, store_layers
@@ -126,24 +126,6 @@ def measured(fn: Any, pid: int) -> tuple[float, float]:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine_header() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")),
-        "unknown",
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return (
-        "# Benchmark results\n\n"
-        f"Machine: {os.cpu_count()} CPU ({model}), {mem_kb / 1024**2:.1f} GiB RAM, "
-        f"{platform.platform()}; Python {platform.python_version()}.\n"
-    )
 
 
 def osm_imports(url: str) -> list[tuple[str, int, float, float, float, int]]:

@@ -45,7 +45,8 @@ import sqlalchemy
 from fastapi import FastAPI, Query
 from sqlalchemy import text
 
-from bench.bench_layers import free_port, machine_header
+from bench.bench_layers import free_port
+from bench.common import machine_header
 from gis.auth import add_user, issue_token
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import resource
-import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -30,6 +28,7 @@ import pandas as pd
 import scipy
 import shapely
 
+from bench.common import machine_header
 from gis.circles import CircleSettings, coverage, thresholds
 from gis.network import WalkNetwork
 
@@ -135,19 +134,6 @@ def networkx_coverage(
     query_cpu = time.process_time() - c0
     times = {"build_s": build, "query_s": query, "query_cpu_s": query_cpu}
     return g, times, pd.concat(rows, ignore_index=True)
-
-
-def machine_header() -> str:
-    def sh(cmd: list[str]) -> str:
-        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
-
-    model = [x for x in sh(["lscpu"]).splitlines() if x.startswith("Model name")]
-    mem = [x for x in sh(["free", "-g"]).splitlines() if x.startswith("Mem:")]
-    return (
-        "# Benchmark results\n\n"
-        f"Machine: nproc {sh(['nproc']).strip()}; {' '.join(model[0].split()) if model else ''}; "
-        f"memory {mem[0].split()[1] if mem else '?'} GB; Python {platform.python_version()}\n"
-    )
 
 
 def subdistrict(settings: CircleSettings) -> list[str]:

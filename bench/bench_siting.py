@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
+
+from bench.common import machine_header
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -166,22 +167,6 @@ def bench_orlib(spopt_timeout: float) -> tuple[list[str], bool]:
         )
         print(lines[-1], flush=True)
     return lines, all_ok
-
-
-def machine_header() -> str:
-    cpu = "?"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        "# Benchmark results\n\n"
-        f"Machine: {os.cpu_count()} CPU ({cpu}), {mem:.1f} GiB RAM, {platform.platform()}; "
-        f"Python {platform.python_version()}.\n"
-    )
 
 
 def main() -> int:

@@ -25,7 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 import shapely
 
-from bench.bench_network import RESULTS, SEED, machine_header, synthetic_area
+from bench.bench_network import RESULTS, SEED, synthetic_area
+from bench.common import machine_header
 from gis.network import WalkNetwork
 from gis.siting_inputs import walking_costs
 
