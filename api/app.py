@@ -86,11 +86,12 @@ def create_app(settings: AppSettings | None = None, *, engine: Engine | None = N
     app.state.settings = config
     add_exception_handlers(app)
     access.install(app, max_body_bytes=config.api.max_body_bytes, exempt=("/cases/batch",))
+    # GET /locate first: routes are matched in order, and it is the busiest one.
     for module in (
+        locate,
         health,
         layers,
         maps,
-        locate,
         cases,
         workflow,
         stats,

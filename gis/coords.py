@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeGuard, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -351,6 +351,26 @@ def _where(bad: npt.NDArray[np.bool_]) -> str:
     return f" at index {shown}{more}"
 
 
+def _plain_number(value: object) -> TypeGuard[float | str]:
+    """Whether ``value`` is a float, an int (not a bool) or a numeric string."""
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return True
+    if isinstance(value, str) and "_" not in value:  # float() takes 1_000, numpy does not
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _checked_scalars(lon: float, lat: float) -> LonLat | None:
+    """Return ``(lon, lat)`` when both are finite and in range, else None (numpy path reports)."""
+    if math.isfinite(lon) and math.isfinite(lat) and abs(lon) <= 180.0 and abs(lat) <= 90.0:
+        return lon, lat
+    return None
+
+
 def validate_lonlat(lon: object, lat: object) -> tuple[FloatArray, FloatArray]:
     """Check longitude/latitude values and return them as ``float64`` arrays.
 
@@ -432,6 +452,11 @@ def to_wgs84(
         out-of-range values (see :func:`validate_lonlat`).
     """
     system = parse_crs(crs)
+    if system is CoordinateSystem.WGS84 and _plain_number(lon) and _plain_number(lat):
+        # One point in WGS84 (a request): checked without numpy, several times faster.
+        valid = _checked_scalars(float(lon), float(lat))
+        if valid is not None:
+            return valid
     x, y = validate_lonlat(lon, lat)
     scalar = x.ndim == 0 and y.ndim == 0
     x, y = np.broadcast_arrays(x, y)

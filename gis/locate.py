@@ -11,13 +11,18 @@ and subdistrict still come from the polygons covering it, when any.
 Distances are straight-line distances in metres on the WGS84 spheroid (PostGIS ``geography``).
 The grid worker's phone is personal data and is never part of the answer.
 
-Everything comes back in one round trip (one SQL statement of LATERAL joins). The nearest
+Everything comes back in one round trip (one SQL statement of LATERAL joins). Candidates are
+ranked in a local metric frame: degrees scaled by the spheroid's metres per degree of longitude
+and latitude at the point (a plane tangent at the point; within 1 km it differs from the spheroid
+distance by less than 0.02 %). Only the winner's distance is then computed on the spheroid, so a
+request pays one ``geography`` distance per answer instead of one per candidate. The nearest
 building and stairwell are searched in growing rings (50 m, 250 m, then ``search_m``): a hit in
-a ring is the nearest overall, so the wide, costly search runs only for points far from any.
+a ring is the nearest overall, so the wide search runs only for points far from any.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -26,7 +31,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from sqlalchemy import Connection, TextClause, text
 
 from gis.coords import CoordinateSystem, parse_crs, to_wgs84, validate_lonlat
@@ -41,11 +45,17 @@ __all__ = [
     "Place",
     "locate",
     "locate_async",
+    "locate_json_async",
+    "metres_per_degree",
 ]
 
 KINDS = ("service", "unit")
-# Conservative metres per degree for the index pre-filters (spheroid minimum is ~110,574 m).
-_METRES_PER_DEGREE = 110_000.0
+# WGS84 ellipsoid: semi-major axis (m) and first eccentricity squared.
+_A = 6_378_137.0
+_E2 = 0.006_694_379_990_14
+# Widening of the index boxes around a ring: the local scale changes across the ring (by less
+# than 0.02 % within 1 km below 85 degrees of latitude).
+_BOX_SLACK = 1.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +123,17 @@ class Location:
     stairwell: NearestStairwell | None
 
 
-def _degrees_for(metres: float, lat: float) -> float:
-    """Return a lon/lat box half-width that surely holds everything within ``metres``."""
-    cos = max(math.cos(math.radians(min(abs(lat) + 1.0, 89.0))), 1e-3)
-    return metres / (_METRES_PER_DEGREE * cos) * 1.01
+def metres_per_degree(lat: float) -> tuple[float, float]:
+    """Return the spheroid's metres per degree of longitude and of latitude at ``lat``.
+
+    The radii of curvature of the WGS84 ellipsoid along the parallel (N cos lat) and along the
+    meridian (M); near the poles the longitude scale is kept above 1 m per degree.
+    """
+    phi = math.radians(lat)
+    w2 = 1.0 - _E2 * math.sin(phi) ** 2
+    per_radian_lon = _A / math.sqrt(w2) * math.cos(phi)
+    per_radian_lat = _A * (1.0 - _E2) / (w2 * math.sqrt(w2))
+    return max(math.radians(per_radian_lon), 1.0), math.radians(per_radian_lat)
 
 
 def _check_options(near_boundary_m: float, search_m: float, kind: str, as_of: Any) -> None:
@@ -175,14 +192,15 @@ def locate(
         one); ``crs`` for an unknown system; ``near_boundary_m``/``search_m`` for a negative
         distance; ``kind`` for an unknown kind; ``as_of`` for a naive datetime.
     """
-    system, wlon, wlat, params = _query_params(
-        lon, lat, crs, near_boundary_m, as_of, kind, search_m
-    )
-    row = connection.execute(_LOCATE, params).one()
-    mapping = row._mapping
-    if mapping["grid_id"] is None:
-        _refuse_swapped(connection, lon, lat, system, {**params, "as_of": mapping["as_of"]})
-    return _location(mapping, wlon, wlat)
+    system, params = _query_params(lon, lat, crs, near_boundary_m, as_of, kind, search_m)
+    as_of_used, inside, complete, answer = connection.execute(_LOCATE_QUICK, params).one()
+    if not complete:
+        as_of_used, inside, _, answer = connection.execute(
+            _LOCATE, {**params, "as_of": as_of_used}
+        ).one()
+    if not inside:
+        _refuse_swapped(connection, lon, lat, system, {**params, "as_of": as_of_used})
+    return _location(json.loads(answer))
 
 
 async def locate_async(
@@ -218,28 +236,62 @@ async def locate_async(
     gis.errors.InputError
         As :func:`locate` raises it.
     """
-    system, wlon, wlat, params = _query_params(
-        lon, lat, crs, near_boundary_m, as_of, kind, search_m
+    answer = await locate_json_async(
+        connection,
+        lon,
+        lat,
+        crs=crs,
+        near_boundary_m=near_boundary_m,
+        as_of=as_of,
+        kind=kind,
+        search_m=search_m,
     )
-    cursor = psycopg.AsyncRawCursor(connection, row_factory=dict_row)
-    values = [params[name] for name in _LOCATE_NAMES]
-    await cursor.execute(_LOCATE_PSYCOPG, values, prepare=True)
-    mapping = await cursor.fetchone()
-    if mapping is None:  # the statement always returns one row
+    return _location(json.loads(answer))
+
+
+async def locate_json_async(
+    connection: psycopg.AsyncConnection[Any],
+    lon: float | str,
+    lat: float | str,
+    *,
+    crs: CoordinateSystem | str = CoordinateSystem.WGS84,
+    near_boundary_m: float = 10.0,
+    as_of: datetime | None = None,
+    kind: str = "service",
+    search_m: float = 1_000.0,
+) -> str:
+    """Return :func:`locate_async`'s answer as the JSON text of a :class:`Location`.
+
+    PostgreSQL writes the JSON (``json_build_object``), so a server passes it on as the response
+    body without building or encoding objects per request. Parameters and errors are those of
+    :func:`locate_async`.
+    """
+    system, params = _query_params(lon, lat, crs, near_boundary_m, as_of, kind, search_m)
+    cursor = psycopg.AsyncRawCursor(connection)
+    await cursor.execute(_QUICK_PSYCOPG, [params[name] for name in _QUICK_NAMES], prepare=True)
+    row = await cursor.fetchone()
+    if row is not None and not row[2]:
+        params["as_of"] = row[0]
+        await cursor.execute(
+            _LOCATE_PSYCOPG, [params[name] for name in _LOCATE_NAMES], prepare=True
+        )
+        row = await cursor.fetchone()
+    if row is None:  # the statements always return one row
         msg = "the locate query returned no row"
         raise RuntimeError(msg)
-    if mapping["grid_id"] is None:
+    as_of_used, inside, _, answer = row
+    if not inside:
         try:
             x, y = validate_lonlat(lat, lon)
             slon, slat = to_wgs84(float(x), float(y), system)
         except InputError:
-            return _location(mapping, wlon, wlat)
-        swapped = {**params, "as_of": mapping["as_of"], "lon": slon, "lat": slat}
+            return str(answer)
+        swapped = {**params, "as_of": as_of_used, "lon": slon, "lat": slat}
         values = [swapped[name] for name in _COVERING_NAMES]
         await cursor.execute(_COVERING_PSYCOPG, values, prepare=True)
         if await cursor.fetchone() is not None:
             raise _swapped_error(lon, lat)
-    return _location(mapping, wlon, wlat)
+    return str(answer)
 
 
 def _query_params(
@@ -250,98 +302,88 @@ def _query_params(
     as_of: datetime | None,
     kind: str,
     search_m: float,
-) -> tuple[CoordinateSystem, float, float, dict[str, Any]]:
+) -> tuple[CoordinateSystem, dict[str, Any]]:
     system = parse_crs(crs)
     _check_options(near_boundary_m, search_m, kind, as_of)
     wlon, wlat = to_wgs84(lon, lat, system)
+    kx, ky = metres_per_degree(wlat)
     params: dict[str, Any] = {
         "lon": wlon,
         "lat": wlat,
         "as_of": as_of,
         "kind": kind,
+        "kx": kx,
+        "ky": ky,
         "near_m": near_boundary_m,
-        "near_deg": _degrees_for(near_boundary_m, wlat),
+        "near_dx": near_boundary_m / kx * _BOX_SLACK,
+        "near_dy": near_boundary_m / ky * _BOX_SLACK,
     }
     for k, ring in enumerate((*(min(r, search_m) for r in RINGS_M), search_m)):
         params[f"m{k}"] = ring
-        params[f"deg{k}"] = _degrees_for(ring, wlat)
-    return system, wlon, wlat, params
+        params[f"dx{k}"] = ring / kx * _BOX_SLACK
+        params[f"dy{k}"] = ring / ky * _BOX_SLACK
+    return system, params
 
 
-def _location(row: Mapping[Any, Any], wlon: float, wlat: float) -> Location:
-    grid = None
-    if row["grid_id"] is not None:
-        grid = GridAnswer(
-            id=int(row["grid_id"]),
-            code=str(row["grid_code"]),
-            kind=str(row["grid_kind"]),
-            worker_id=None if row["worker_id"] is None else int(row["worker_id"]),
-            worker_name=row["worker_name"],
-        )
-    community = (
-        None
-        if row["community_id"] is None
-        else Place(int(row["community_id"]), str(row["community_code"]), str(row["community_name"]))
-    )
-    subdistrict = (
-        None
-        if row["subdistrict_id"] is None
-        else Place(
-            int(row["subdistrict_id"]), str(row["subdistrict_code"]), str(row["subdistrict_name"])
-        )
-    )
-    near = (
-        None
-        if row["near_code"] is None
-        else NearBoundary(code=str(row["near_code"]), distance_m=float(row["near_m"]))
-    )
-    building = None
-    stairwell = None
-    for k in range(_RING_COUNT):
-        if building is None and row[f"b{k}_id"] is not None:
-            building = NearestBuilding(
-                id=int(row[f"b{k}_id"]),
-                name=row[f"b{k}_name"],
-                number=row[f"b{k}_number"],
-                distance_m=float(row[f"b{k}_d"]),
-            )
-        if stairwell is None and row[f"s{k}_id"] is not None:
-            stairwell = NearestStairwell(
-                id=int(row[f"s{k}_id"]),
-                building_id=int(row[f"s{k}_building_id"]),
-                unit_no=int(row[f"s{k}_unit_no"]),
-                lon=float(row[f"s{k}_lon"]),
-                lat=float(row[f"s{k}_lat"]),
-                distance_m=float(row[f"s{k}_d"]),
-            )
+def _location(answer: Mapping[str, Any]) -> Location:
+    """Build the :class:`Location` of the statement's JSON answer (parsed)."""
+
+    def place(value: Mapping[str, Any] | None) -> Place | None:
+        return None if value is None else Place(**value)
+
+    grid, near = answer["grid"], answer["near_boundary"]
+    building, stairwell = answer["building"], answer["stairwell"]
     return Location(
-        lon=wlon,
-        lat=wlat,
-        inside_managed_area=grid is not None,
-        grid=grid,
-        community=community,
-        subdistrict=subdistrict,
-        near_boundary=near,
-        building=building,
-        stairwell=stairwell,
+        lon=float(answer["lon"]),
+        lat=float(answer["lat"]),
+        inside_managed_area=bool(answer["inside_managed_area"]),
+        grid=None if grid is None else GridAnswer(**grid),
+        community=place(answer["community"]),
+        subdistrict=place(answer["subdistrict"]),
+        near_boundary=None
+        if near is None
+        else NearBoundary(code=near["code"], distance_m=float(near["distance_m"])),
+        building=None
+        if building is None
+        else NearestBuilding(**{**building, "distance_m": float(building["distance_m"])}),
+        stairwell=None
+        if stairwell is None
+        else NearestStairwell(**{**stairwell, "distance_m": float(stairwell["distance_m"])}),
     )
 
 
-# One round trip. Laterals: the covering cell (lowest code), its community (else the covering
-# community), the subdistrict (of the community, else the covering one), the nearest other cell
-# within the confirmation distance, the nearest building and stairwell within the search
-# distance. Each metric filter is preceded by a degree-box test on the indexed geometry.
-_LOCATE_TEMPLATE = """
+# The statement, in parts. Candidates are ranked by their distance in the local metric frame
+# (``spt``: the point scaled by ``kx``/``ky``; candidates scaled alike) and only the winner's
+# distance is taken on the spheroid. The nearest building and stairwell are searched in growing
+# rings of box tests on the GiST indexes (50 m, 250 m, then the search distance): a hit within a
+# ring is the nearest overall. Two variants answer alike:
+#
+# - the quick one (one round trip for a point inside a cell of a community, with a building and
+#   a stairwell within the first ring): places joined by the cell's ids, the first ring only. It
+#   tells whether its answer is complete;
+# - the exhaustive one, run when the quick one is not complete: places by id, else those
+#   covering the point; every ring.
+_POINT = """
 WITH p AS (
-    SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS pt,
+    SELECT lon, lat, pt, ST_Scale(pt, :kx, :ky) AS spt,
            coalesce(CAST(:as_of AS timestamptz), clock_timestamp()) AS t
+    FROM (SELECT CAST(:lon AS float8) AS lon, CAST(:lat AS float8) AS lat,
+                 ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS pt) q
 )
-SELECT p.t AS as_of,
-       g.id AS grid_id, g.code AS grid_code, g.kind AS grid_kind,
-       g.worker_id, g.worker_name,
-       c.id AS community_id, c.code AS community_code, c.name AS community_name,
-       s.id AS subdistrict_id, s.code AS subdistrict_code, s.name AS subdistrict_name,
-       nb.code AS near_code, nb.d AS near_m{nearest_columns}
+SELECT p.t AS as_of, g.id IS NOT NULL AS inside, {complete} AS complete, json_build_object(
+    'lon', p.lon, 'lat', p.lat, 'inside_managed_area', g.id IS NOT NULL,
+    'grid', CASE WHEN g.id IS NOT NULL THEN json_build_object(
+        'id', g.id, 'code', g.code, 'kind', g.kind,
+        'worker_id', g.worker_id, 'worker_name', g.worker_name) END,
+    'community', CASE WHEN c.id IS NOT NULL THEN json_build_object(
+        'id', c.id, 'code', c.code, 'name', c.name) END,
+    'subdistrict', CASE WHEN s.id IS NOT NULL THEN json_build_object(
+        'id', s.id, 'code', s.code, 'name', s.name) END,
+    'near_boundary', CASE WHEN nb.code IS NOT NULL THEN json_build_object(
+        'code', nb.code, 'distance_m', ST_Distance(nb.geom::geography, p.pt::geography)) END,
+    'building', {building},
+    'stairwell', {stairwell}
+)::text AS answer
 FROM p
 LEFT JOIN LATERAL (
     SELECT g.id, g.code, g.kind, g.community_id, w.id AS worker_id, w.name AS worker_name
@@ -350,6 +392,20 @@ LEFT JOIN LATERAL (
       AND ST_Covers(g.geom, p.pt)
     ORDER BY g.code, g.id LIMIT 1
 ) g ON true
+LEFT JOIN LATERAL (
+    SELECT o.code, o.geom FROM (
+        SELECT o.code, o.geom, ST_Distance(ST_Scale(o.geom, :kx, :ky), p.spt) AS d
+        FROM grid o
+        WHERE o.kind = :kind AND o.id IS DISTINCT FROM g.id
+          AND o.valid_from <= p.t AND (o.valid_to IS NULL OR o.valid_to > p.t)
+          AND o.geom && ST_Expand(p.pt, :near_dx, :near_dy)
+        ORDER BY d, o.code LIMIT 1
+    ) o WHERE o.d <= :near_m
+) nb ON true"""
+_PLACES_BY_ID = """
+LEFT JOIN community c ON c.id = g.community_id
+LEFT JOIN subdistrict s ON s.id = c.subdistrict_id"""
+_PLACES_COVERING = """
 LEFT JOIN LATERAL (
     SELECT c.id, c.code, c.name, c.subdistrict_id FROM (
         (SELECT c.*, 0 AS pick FROM community c WHERE c.id = g.community_id)
@@ -365,62 +421,70 @@ LEFT JOIN LATERAL (
         (SELECT s.*, 1 AS pick FROM subdistrict s
          WHERE c.subdistrict_id IS NULL AND ST_Covers(s.geom, p.pt) ORDER BY s.code LIMIT 1)
     ) s ORDER BY s.pick LIMIT 1
-) s ON true
-LEFT JOIN LATERAL (
-    SELECT o.code, ST_Distance(o.geom::geography, p.pt::geography) AS d
-    FROM grid o
-    WHERE o.kind = :kind AND o.id IS DISTINCT FROM g.id
-      AND o.valid_from <= p.t AND (o.valid_to IS NULL OR o.valid_to > p.t)
-      AND o.geom && ST_Expand(p.pt, :near_deg)
-      AND ST_DWithin(o.geom::geography, p.pt::geography, :near_m)
-    ORDER BY d, o.code LIMIT 1
-) nb ON true{nearest_laterals}
-"""
-# Nearest building/stairwell in growing rings: a hit within a ring is the nearest overall (all
-# rows within that distance were ranked), so wider rings run only when the inner ones are empty.
-RINGS_M = (50.0, 250.0)
+) s ON true"""
+# Per kind of nearest thing: table, geometry column, the other columns and the JSON answer.
 _NEAREST = {
-    "b": (
-        "b{k}.id AS b{k}_id, b{k}.name AS b{k}_name, b{k}.number AS b{k}_number, b{k}.d AS b{k}_d",
-        """
-LEFT JOIN LATERAL (
-    SELECT b.id, b.name, b.number, ST_Distance(b.footprint::geography, p.pt::geography) AS d
-    FROM building b
-    WHERE {outer_empty}b.footprint && ST_Expand(p.pt, :deg{k})
-      AND ST_DWithin(b.footprint::geography, p.pt::geography, :m{k})
-    ORDER BY d, b.id LIMIT 1
-) b{k} ON true""",
+    "bd": (
+        "building",
+        "footprint",
+        "id, name, number",
+        "'id', {a}.id, 'name', {a}.name, 'number', {a}.number,"
+        " 'distance_m', ST_Distance({a}.footprint::geography, p.pt::geography)",
     ),
-    "s": (
-        "s{k}.id AS s{k}_id, s{k}.building_id AS s{k}_building_id, s{k}.unit_no AS s{k}_unit_no,"
-        " s{k}.lon AS s{k}_lon, s{k}.lat AS s{k}_lat, s{k}.d AS s{k}_d",
-        """
-LEFT JOIN LATERAL (
-    SELECT st.id, st.building_id, st.unit_no, ST_X(st.entrance) AS lon, ST_Y(st.entrance) AS lat,
-           ST_Distance(st.entrance::geography, p.pt::geography) AS d
-    FROM stairwell st
-    WHERE {outer_empty}st.entrance && ST_Expand(p.pt, :deg{k})
-      AND ST_DWithin(st.entrance::geography, p.pt::geography, :m{k})
-    ORDER BY d, st.id LIMIT 1
-) s{k} ON true""",
+    "sw": (
+        "stairwell",
+        "entrance",
+        "id, building_id, unit_no",
+        "'id', {a}.id, 'building_id', {a}.building_id, 'unit_no', {a}.unit_no,"
+        " 'lon', ST_X({a}.entrance), 'lat', ST_Y({a}.entrance),"
+        " 'distance_m', ST_Distance({a}.entrance::geography, p.pt::geography)",
     ),
 }
+_NEAREST_RING = """
+LEFT JOIN LATERAL (
+    SELECT n.id, json_build_object({answer}) AS answer FROM (
+        SELECT {columns}, {geom}, ST_Distance(ST_Scale({geom}, :kx, :ky), p.spt) AS d
+        FROM {table}
+        WHERE {outer_empty}{geom} && ST_Expand(p.pt, :dx{ring}, :dy{ring})
+        ORDER BY d, id LIMIT 1
+    ) n WHERE n.d <= :m{ring}
+) {alias}{ring} ON true"""
+RINGS_M = (50.0, 250.0)
 _RING_COUNT = len(RINGS_M) + 1  # the last ring is the caller's search distance
 
 
-def _nearest_sql() -> tuple[str, str]:
-    columns: list[str] = []
+def _statement(*, quick: bool) -> str:
+    """Return the quick or the exhaustive locate statement (see above)."""
+    answers: dict[str, str] = {}
     laterals: list[str] = []
-    for prefix, (column, lateral) in _NEAREST.items():
-        for k in range(_RING_COUNT):
-            inner = " AND ".join(f"{prefix}{i}.id IS NULL" for i in range(k))
-            columns.append(column.format(k=k))
-            laterals.append(lateral.format(k=k, outer_empty=f"{inner} AND " if inner else ""))
-    return ",\n       " + ",\n       ".join(columns), "".join(laterals)
+    rings = 1 if quick else _RING_COUNT
+    for alias, (table, geom, columns, answer) in _NEAREST.items():
+        for ring in range(rings):
+            inner = " AND ".join(f"{alias}{i}.id IS NULL" for i in range(ring))
+            laterals.append(
+                _NEAREST_RING.format(
+                    answer=answer.format(a="n"),
+                    columns=columns,
+                    geom=geom,
+                    table=table,
+                    outer_empty=f"{inner} AND " if inner else "",
+                    ring=ring,
+                    alias=alias,
+                )
+            )
+        answers[alias] = "coalesce(" + ", ".join(f"{alias}{k}.answer" for k in range(rings)) + ")"
+    complete = (
+        "c.id IS NOT NULL AND s.id IS NOT NULL AND bd0.id IS NOT NULL AND sw0.id IS NOT NULL"
+        if quick
+        else "true"
+    )
+    head = _POINT.format(complete=complete, building=answers["bd"], stairwell=answers["sw"])
+    places = _PLACES_BY_ID if quick else _PLACES_COVERING
+    return head + places + "".join(laterals) + "\n"
 
 
-_COLUMNS, _LATERALS = _nearest_sql()
-_LOCATE = text(_LOCATE_TEMPLATE.format(nearest_columns=_COLUMNS, nearest_laterals=_LATERALS))
+_LOCATE_QUICK = text(_statement(quick=True))
+_LOCATE = text(_statement(quick=False))
 
 
 _COVERING = text(
@@ -448,6 +512,7 @@ def _server_placeholders(statement: TextClause) -> tuple[str, tuple[str, ...]]:
     return sql.replace("\x00", "::"), tuple(names)
 
 
+_QUICK_PSYCOPG, _QUICK_NAMES = _server_placeholders(_LOCATE_QUICK)
 _LOCATE_PSYCOPG, _LOCATE_NAMES = _server_placeholders(_LOCATE)
 _COVERING_PSYCOPG, _COVERING_NAMES = _server_placeholders(_COVERING)
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 import shapely
+import shapely.ops
 from pyproj import Geod
 from sqlalchemy import Connection, text
 
@@ -409,3 +410,66 @@ def test_nearest_building_in_the_outer_ring_up_to_the_search_distance(
     found = locate(connection, *point, search_m=1_000)
     assert found.building is not None and found.building.number == "60"
     assert 590.0 < found.building.distance_m < 610.0
+
+
+def test_nearest_building_and_stairwell_equal_an_independent_geodesic_search(
+    connection: Connection, squares: dict[str, int]
+) -> None:
+    """Seeded buildings and entrances, dense in one corner and sparse elsewhere.
+
+    Points near the dense corner are answered by the one-round-trip statement, points far
+    from everything by the exhaustive one (rings up to the search distance); both must name
+    the thing nearest on the spheroid (pyproj's geodesic) and its distance.
+    """
+    rng = np.random.default_rng(20261122)
+    centres = np.column_stack(
+        (
+            np.concatenate((rng.uniform(X0, X0 + D, 60), rng.uniform(X0, X0 + 8 * D, 15))),
+            np.concatenate((rng.uniform(Y0, Y0 + D, 60), rng.uniform(Y0, Y0 + 8 * D, 15))),
+        )
+    )
+    half = 0.00004
+    footprints = {}
+    entrances = {}
+    for i, (x, y) in enumerate(centres):
+        footprint = shapely.box(x - half, y - half / 2, x + half, y + half / 2)
+        building = insert_building(connection, footprint, str(i + 1))
+        footprints[building] = footprint
+        entrance = (float(x), float(y - half / 2))
+        entrances[insert_stairwell(connection, building, 1, *entrance)] = entrance
+    points = np.column_stack(
+        (rng.uniform(X0 - 2 * D, X0 + 10 * D, 150), rng.uniform(Y0 - 2 * D, Y0 + 10 * D, 150))
+    )
+    checked = 0
+    for lon, lat in points:
+        found = locate(connection, float(lon), float(lat))
+        point = (float(lon), float(lat))
+        # Geodesic distance to an entrance; to a footprint, to its nearest point (exact for
+        # these small boxes within the 1e-4 relative tolerance below).
+        to_entrance = {k: metres(point, e) for k, e in entrances.items()}
+        to_building = {
+            k: metres(point, shapely.ops.nearest_points(f, shapely.Point(point))[0].coords[0])
+            for k, f in footprints.items()
+        }
+        for answer, distances in ((found.stairwell, to_entrance), (found.building, to_building)):
+            ranked = sorted(distances.items(), key=lambda item: item[1])
+            if ranked[0][1] > 1_000.0:
+                assert answer is None
+                continue
+            assert answer is not None
+            assert answer.distance_m == pytest.approx(ranked[0][1], rel=1e-4, abs=0.01)
+            if ranked[1][1] - ranked[0][1] > 0.05:  # a clear winner
+                assert answer.id == ranked[0][0]
+                checked += 1
+    assert checked > 250
+
+
+def test_cell_without_community_takes_the_community_covering_the_point(
+    connection: Connection,
+) -> None:
+    community = insert_places(connection)
+    insert_grid(connection, "110108011001001", shapely.box(X0, Y0, X0 + D, Y0 + D))
+    found = locate(connection, X0 + 0.5 * D, Y0 + 0.5 * D)
+    assert found.grid is not None and found.grid.code == "110108011001001"
+    assert found.community is not None and found.community.id == community
+    assert found.subdistrict is not None and found.subdistrict.code == "110108011"
