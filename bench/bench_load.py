@@ -15,11 +15,12 @@ see the same machine load; the median over repeats is reported.
   (what loading our schema with geopandas costs: its unique, GiST and foreign-key indexes), with
   MultiPolygons and areas prepared outside the timing.
 - ``load_buildings(connection, frame)`` inside ``engine.begin()`` (commit timed), a first
-  import: area on the WGS84 ellipsoid, the text COPY stream built vectorised (hex EWKB,
-  JSON), rows in source_id order, copied straight into ``building`` with its secondary
-  indexes, unique constraint and foreign keys dropped and built again after the copy.
+  import: area on the WGS84 ellipsoid, a binary COPY whose columns are built vectorised
+  (EWKB, binary jsonb), rows in source_id order, copied straight into ``building`` with its
+  GiST index, unique constraint and foreign keys dropped and built again after the copy (the
+  partial community and grid indexes stay: the copy leaves those columns NULL).
   ``building`` is truncated before it (not timed).
-- the same load again onto the full table, the re-import path: text COPY into a temporary
+- the same load again onto the full table, the re-import path: binary COPY into a temporary
   staging table, the staged rows equal to the stored ones deleted by one join, the rest
   (none here) upserted with ``INSERT ... ON CONFLICT DO UPDATE``.
 
@@ -246,7 +247,7 @@ def main() -> None:
         "`GeoDataFrame.to_postgis` (new table + GiST index)": anchor,
         '`to_postgis("building", if_exists="append")` into the real table (unique, GiST and '
         "foreign-key indexes; MultiPolygon + area prepared untimed)": appended,
-        "`gis.loader.load_buildings`, first import (area on the ellipsoid, vectorised text COPY "
+        "`gis.loader.load_buildings`, first import (area on the ellipsoid, vectorised binary COPY "
         "straight into `building`, indexes and constraints built after, commit)": ours,
         f"`load_buildings` again on the full table (staging, unchanged rows dropped by one join, "
         f"upsert of the rest; all {n:,} unchanged)": again,

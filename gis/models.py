@@ -162,6 +162,14 @@ class Building(Base):
         UniqueConstraint("source", "source_id", name="building_source_key"),
         CheckConstraint("levels IS NULL OR levels > 0", name="building_levels_positive"),
         _gist("building", "footprint"),
+        # Partial: imported buildings have no community or grid until linked, and every use
+        # compares the column (migration 0010).
+        Index(
+            "ix_building_community_id",
+            "community_id",
+            postgresql_where=text("community_id IS NOT NULL"),
+        ),
+        Index("ix_building_grid_id", "grid_id", postgresql_where=text("grid_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -178,11 +186,9 @@ class Building(Base):
     repaired: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     community_id: Mapped[int | None] = mapped_column(
-        ForeignKey("community.id", ondelete="SET NULL"), index=True
+        ForeignKey("community.id", ondelete="SET NULL")
     )
-    grid_id: Mapped[int | None] = mapped_column(
-        ForeignKey("grid.id", ondelete="SET NULL"), index=True
-    )
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="SET NULL"))
     imported_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
