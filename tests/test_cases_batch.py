@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Connection, text
 
+from gis.cases import reporting
 from gis.cases.reporting import BatchTooLargeError, import_cases_batch
 from gis.coords import wgs84_to_gcj02
 from gis.errors import ConflictError, InputError
@@ -344,3 +345,43 @@ def test_values_padded_with_spaces_are_read_without_them(
         text("SELECT category_code, input_crs, description FROM cases WHERE external_id = 'p-1'")
     ).one()
     assert tuple(row) == ("E0103", "wgs84", "垃圾")
+
+
+def test_cases_stored_by_another_writer_meanwhile_are_counted_not_stored_twice(
+    connection: Connection, town: Town, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct COPY meets an external id stored after the check: the chunk goes the
+    staged way (ON CONFLICT DO NOTHING) and every other row is stored once."""
+    import_cases_batch(connection, csv_bytes(*good_rows(2)))
+    # As if both rows were stored by another writer between the check and the COPY.
+    monkeypatch.setattr(
+        reporting, "_already_stored", lambda _c, ids: np.zeros(len(ids), dtype=bool)
+    )
+    report = import_cases_batch(connection, csv_bytes(*good_rows(5)))
+    assert (report.stored, report.already_stored) == (3, 2)
+    assert count(connection, "h") == 5
+
+
+def test_batch_rows_arrive_with_their_values_and_the_time_of_storing_when_none(
+    connection: Connection, town: Town
+) -> None:
+    body = (
+        "external_id,category,lon,lat,crs,reported_at,photo_urls,reporter_name\n"
+        f"t-1,E0103,{P002[0]},{P002[1]},wgs84,2026-05-01T08:00:00+08:00,http://a/1.jpg|http://a/2.jpg,王\n"
+        f"t-2,E0104,{P004[0]},{P004[1]},wgs84,,,\n"
+    ).encode()
+    import_cases_batch(connection, body)
+    rows = connection.execute(
+        text(
+            "SELECT external_id, category_code, ST_X(geom), ST_Y(geom), reported_at, photo_urls,"
+            " reporter_name, reported_at = now() AS now, routed_to, inside_managed_area"
+            " FROM cases WHERE external_id LIKE 't-%' ORDER BY external_id"
+        )
+    ).all()
+    first, second = rows
+    assert (first[0], first[1]) == ("t-1", "E0103")
+    assert (first[2], first[3]) == P002
+    assert first[4].isoformat() == "2026-05-01T00:00:00+00:00"
+    assert first[5] == ["http://a/1.jpg", "http://a/2.jpg"]
+    assert (first[6], first[8], first[9]) == ("王", "grid", True)
+    assert (second[1], second[5], second[6], second[7]) == ("E0104", [], None, True)

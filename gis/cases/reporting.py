@@ -45,10 +45,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import psycopg
 import shapely
 from pyproj import Transformer
 from scipy.spatial import cKDTree
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from gis.addresses import AddressBook, AddressMatch, parse_address, resolve_address
 from gis.assign import CellIndex
@@ -1154,7 +1156,7 @@ def _store_in_parallel(
 ) -> None:
     """Store chunks on the caller's connection and one more, each chunk its own transaction.
 
-    The COPY text of the next chunk is built while the server inserts the previous ones. Chunks
+    The COPY values of the next chunk are built while the server inserts the previous ones. Chunks
     hold distinct external ids (repeats were rejected), so the two writers never wait on each
     other. Progress counts rows of committed chunks; an exception (of a chunk or of the progress
     callback) lets the chunks under way finish, starts no more, and is raised.
@@ -1166,11 +1168,11 @@ def _store_in_parallel(
     for other in extra:
         idle.put(other)
 
-    def store(payload: bytes) -> int:
+    def store(part: pd.DataFrame, values: _CaseValues) -> int:
         conn = idle.get()
         try:
             with conn.begin():
-                return _store_chunk(conn, payload)
+                return _store_chunk(conn, part, values)
         finally:
             idle.put(conn)
 
@@ -1201,10 +1203,10 @@ def _store_in_parallel(
             try:
                 for start in range(0, total, chunk):
                     part = stage.iloc[start : start + chunk]
-                    payload = _copy_payload(part)
+                    values = _case_values(part)
                     while len(running) >= _STORE_CONNECTIONS:
                         settle(block=True)
-                    running[pool.submit(store, payload)] = len(part)
+                    running[pool.submit(store, part, values)] = len(part)
                     settle(block=False)
                 while running:
                     settle(block=True)
@@ -1309,8 +1311,30 @@ def _copy_payload(part: pd.DataFrame) -> bytes:
     return (lines + "\n").encode() if lines else b""
 
 
-def _store_chunk(connection: Connection, part: pd.DataFrame | bytes) -> int:
-    payload = part if isinstance(part, bytes) else _copy_payload(part)
+def _store_chunk(
+    connection: Connection, part: pd.DataFrame, values: _CaseValues | None = None
+) -> int:
+    """Store one chunk of staged rows; return how many were inserted (new external ids).
+
+    Where the row triggers may be skipped (see ``_CAN_BYPASS``), the rows go by binary COPY
+    straight into ``cases`` (their external ids were found new just before). Should another
+    writer have stored one of them meanwhile, the unique key refuses the COPY, its savepoint
+    is rolled back and the chunk goes the staged way: COPY into a temporary table, then one
+    ``INSERT ... ON CONFLICT DO NOTHING``.
+    """
+    if bool(connection.execute(_CAN_BYPASS).scalar()):
+        try:
+            with connection.begin_nested():
+                return _copy_into_cases(connection, values or _case_values(part))
+        except (IntegrityError, psycopg.errors.UniqueViolation) as exc:
+            # The COPY runs on the driver's cursor: its error arrives unwrapped.
+            cause = exc.orig if isinstance(exc, IntegrityError) else exc
+            if getattr(cause, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+    return _store_staged(connection, _copy_payload(part))
+
+
+def _store_staged(connection: Connection, payload: bytes) -> int:
     connection.execute(_CREATE_STAGE)
     connection.execute(text("TRUNCATE case_stage"))
     raw = connection.connection.driver_connection
@@ -1335,6 +1359,167 @@ def _store_chunk(connection: Connection, part: pd.DataFrame | bytes) -> int:
     if bypass:
         connection.execute(text("SET LOCAL session_replication_role = origin"))
     return int(result.rowcount)
+
+
+_UNIQUE_VIOLATION = "23505"
+# Columns of ``cases`` a direct COPY fills, with the type each value is sent as. Points and
+# times go as raw bytes in PostgreSQL's binary forms (EWKB; microseconds since 2000-01-01
+# UTC, big-endian), photo URLs as binary jsonb; the server reads each with the column's own
+# receive function.
+_CASE_COLUMNS = (
+    ("external_id", "text"),
+    ("category_code", "text"),
+    ("geom", "bytea"),
+    ("description", "text"),
+    ("reported_at", "bytea"),
+    ("grid_id", "int4"),
+    ("worker_id", "int4"),
+    ("community_id", "int4"),
+    ("subdistrict_id", "int4"),
+    ("stairwell_id", "int4"),
+    ("inside_managed_area", "bool"),
+    ("near_grid_code", "text"),
+    ("near_boundary_m", "float8"),
+    ("routed_to", "text"),
+    ("address", "text"),
+    ("input_crs", "text"),
+    ("photo_urls", "bytea"),
+    ("reporter_name", "text"),
+    ("reporter_phone", "text"),
+)
+# EWKB of a 2D point with SRID 4326: byte order, type 0x20000001, SRID, x, y (little endian).
+_EWKB_POINT = np.dtype(
+    [("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("x", "<f8"), ("y", "<f8")]
+)
+_POSTGRES_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in microseconds since 1970
+
+
+@dataclass(frozen=True)
+class _CaseValues:
+    """One chunk's values for a direct COPY: columns of ``_CASE_COLUMNS`` (None for NULL).
+
+    ``reported_at`` is None where the file gave no time: those rows take the storing
+    transaction's ``now()``, as the staged insert does. ``references`` holds the distinct ids
+    the rows point at, by referenced table.
+    """
+
+    columns: dict[str, list[Any]]
+    missing_time: npt.NDArray[np.bool_]
+    references: dict[str, list[int]]
+
+
+def _chopped(buffer: bytes, size: int) -> list[bytes]:
+    return [buffer[i : i + size] for i in range(0, len(buffer), size)]
+
+
+def _ints_or_none(values: pd.Series) -> list[int | None]:
+    missing = values.isna().to_numpy()
+    ints = values.fillna(0).to_numpy(dtype=np.int64).astype(object)
+    ints[missing] = None
+    return list(ints)
+
+
+def _texts_or_none(values: npt.NDArray[Any]) -> list[str | None]:
+    objects = np.asarray(values, dtype=object)
+    empty = pd.isna(objects) | (objects == "")
+    out = objects.copy()
+    out[empty] = None
+    return list(out)
+
+
+def _case_values(part: pd.DataFrame) -> _CaseValues:
+    """Build a chunk's COPY values, its rows ordered by grid (stored near each other)."""
+    part = part.sort_values(["grid_id", "row_no"], kind="stable", na_position="last")
+    n = len(part)
+    points = np.zeros(n, dtype=_EWKB_POINT)
+    points["order"], points["type"], points["srid"] = 1, 0x20000001, 4326
+    points["x"], points["y"] = part["lon"].to_numpy(), part["lat"].to_numpy()
+    stamps = part["reported_at"].to_numpy(dtype="datetime64[us]")
+    missing_time = np.isnat(stamps)
+    micros = np.where(missing_time, 0, stamps.astype(np.int64) - _POSTGRES_EPOCH_US)
+    inside = part["grid_id"].notna().to_numpy()
+    near_m = part["near_boundary_m"].to_numpy(dtype=np.float64)
+    photos = part["photo_urls"].to_numpy(dtype=object)
+    columns: dict[str, list[Any]] = {
+        "external_id": part["external_id"].astype(str).tolist(),
+        "category_code": part["category_code"].astype(str).tolist(),
+        "geom": _chopped(points.tobytes(), _EWKB_POINT.itemsize),
+        "description": _texts_or_none(part["description"].to_numpy()),
+        "reported_at": _chopped(micros.astype(">i8").tobytes(), 8),
+        "inside_managed_area": inside.tolist(),
+        "near_grid_code": _texts_or_none(part["near_grid_code"].to_numpy()),
+        "near_boundary_m": [None if math.isnan(v) else v for v in near_m.tolist()],
+        "routed_to": np.where(inside, "grid", "subdistrict").tolist(),
+        "address": _texts_or_none(part["address"].to_numpy()),
+        "input_crs": part["input_crs"].astype(str).tolist(),
+        "photo_urls": [b"\x01" + (p or "[]").encode() for p in photos.tolist()],
+        "reporter_name": _texts_or_none(part["reporter_name"].to_numpy()),
+        "reporter_phone": _texts_or_none(part["reporter_phone"].to_numpy()),
+    }
+    references: dict[str, list[int]] = {}
+    for column, table in _REFERENCES.items():
+        columns[column] = _ints_or_none(part[column])
+        references[table] = sorted({int(v) for v in part[column].dropna().unique()})
+    return _CaseValues(columns, missing_time, references)
+
+
+# Reference columns of a stored case and the table each points at.
+_REFERENCES = {
+    "grid_id": "grid",
+    "worker_id": "grid_worker",
+    "community_id": "community",
+    "subdistrict_id": "subdistrict",
+    "stairwell_id": "stairwell",
+}
+
+
+def _copy_into_cases(connection: Connection, values: _CaseValues) -> int:
+    """COPY a chunk straight into ``cases`` without row triggers; return the rows stored.
+
+    The references are checked first in one query per referenced table, which also locks
+    the referenced rows (``FOR KEY SHARE``, as the foreign-key triggers would) until the
+    transaction ends; a reference to a row deleted meanwhile refuses the chunk.
+    """
+    for table, ids in values.references.items():
+        if not ids:
+            continue
+        # Table names come from _REFERENCES, never from input.
+        found = connection.execute(
+            text(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table}"  # noqa: S608
+                " WHERE id = ANY(CAST(:ids AS integer[])) FOR KEY SHARE) locked"
+            ),
+            {"ids": ids},
+        ).scalar_one()
+        if found != len(ids):
+            msg = (
+                f"{len(ids) - found} {table} row(s) referenced by the batch no longer exist; retry"
+            )
+            raise ConflictError(msg)
+    columns = dict(values.columns)
+    if values.missing_time.any():
+        now = connection.execute(text("SELECT now()")).scalar_one()
+        now_bytes = (int(now.timestamp() * 1_000_000) - _POSTGRES_EPOCH_US).to_bytes(
+            8, "big", signed=True
+        )
+        columns["reported_at"] = [
+            now_bytes if missing else stamp
+            for stamp, missing in zip(
+                columns["reported_at"], values.missing_time.tolist(), strict=True
+            )
+        ]
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    names = [name for name, _ in _CASE_COLUMNS]
+    connection.execute(text("SET LOCAL session_replication_role = replica"))
+    with raw.cursor() as cursor:
+        with cursor.copy(f"COPY cases ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([kind for _, kind in _CASE_COLUMNS])
+            for row in zip(*(columns[name] for name in names), strict=True):
+                copy.write_row(row)
+        count = int(cursor.rowcount)
+    connection.execute(text("SET LOCAL session_replication_role = origin"))
+    return count
 
 
 # The row triggers may be skipped only by a superuser and only when cases has no trigger of
