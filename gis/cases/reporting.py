@@ -35,7 +35,7 @@ import json
 import math
 import queue
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -796,42 +796,62 @@ def _places(
     )
 
 
-def _nearest_stairwells(
-    connection: Connection,
-    lon: npt.NDArray[np.float64],
-    lat: npt.NDArray[np.float64],
-    search_m: float,
-) -> npt.NDArray[np.float64]:
-    """Id of the nearest stairwell within ``search_m`` metres of each point (NaN when none)."""
-    result = np.full(lon.shape, np.nan)
-    if lon.size == 0:
+@dataclass(frozen=True)
+class _StairwellIndex:
+    """The stairwells around a batch's points, for nearest-stairwell queries in memory."""
+
+    ids: npt.NDArray[np.float64]
+    tree: cKDTree | None
+    to_metres: Transformer | None
+    search_m: float
+
+    @classmethod
+    def load(
+        cls,
+        connection: Connection,
+        lon: npt.NDArray[np.float64],
+        lat: npt.NDArray[np.float64],
+        search_m: float,
+    ) -> _StairwellIndex:
+        """Read the stairwells within 0.02 degrees of the points' extent."""
+        if lon.size == 0:
+            return cls(np.array([np.nan]), None, None, search_m)
+        rows = connection.execute(
+            text(
+                "SELECT id, ST_X(entrance) AS x, ST_Y(entrance) AS y FROM stairwell"
+                " WHERE entrance && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
+            ),
+            {
+                "x0": float(lon.min()) - 0.02,
+                "y0": float(lat.min()) - 0.02,
+                "x1": float(lon.max()) + 0.02,
+                "y1": float(lat.max()) + 0.02,
+            },
+        ).all()
+        if not rows:
+            return cls(np.array([np.nan]), None, None, search_m)
+        epsg = utm_epsg(float(np.median(lon)), float(np.median(lat)))
+        to_metres = Transformer.from_crs(4326, epsg, always_xy=True)
+        sx, sy = to_metres.transform(
+            np.array([r.x for r in rows], dtype=np.float64), np.array([r.y for r in rows])
+        )
+        ids = np.array([float(r.id) for r in rows] + [np.nan])
+        return cls(ids, cKDTree(np.column_stack([sx, sy])), to_metres, search_m)
+
+    def nearest(
+        self, lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """Id of the nearest stairwell within the search distance of each point (else NaN)."""
+        result = np.full(lon.shape, np.nan)
+        if lon.size == 0 or self.tree is None or self.to_metres is None:
+            return result
+        px, py = self.to_metres.transform(lon, lat)
+        distance, which = self.tree.query(
+            np.column_stack([px, py]), distance_upper_bound=self.search_m
+        )
+        found = np.isfinite(distance)
+        result[found] = self.ids[which[found]]
         return result
-    rows = connection.execute(
-        text(
-            "SELECT id, ST_X(entrance) AS x, ST_Y(entrance) AS y FROM stairwell"
-            " WHERE entrance && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
-        ),
-        {
-            "x0": float(lon.min()) - 0.02,
-            "y0": float(lat.min()) - 0.02,
-            "x1": float(lon.max()) + 0.02,
-            "y1": float(lat.max()) + 0.02,
-        },
-    ).all()
-    if not rows:
-        return result
-    epsg = utm_epsg(float(np.median(lon)), float(np.median(lat)))
-    to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
-    sx, sy = to_utm.transform(
-        np.array([r.x for r in rows], dtype=np.float64), np.array([r.y for r in rows])
-    )
-    px, py = to_utm.transform(lon, lat)
-    tree = cKDTree(np.column_stack([sx, sy]))
-    distance, which = tree.query(np.column_stack([px, py]), distance_upper_bound=search_m)
-    ids = np.array([float(r.id) for r in rows] + [np.nan])
-    found = np.isfinite(distance)
-    result[found] = ids[which[found]]
-    return result
 
 
 def _external_ids(frame: pd.DataFrame) -> pd.Series:
@@ -1019,8 +1039,6 @@ def import_cases_batch(
     cells = _load_cells(connection, as_of)
     ok = np.flatnonzero(~rej.bad)
     cell = np.full(n, -1, dtype=np.int64)
-    near_code = np.full(n, None, dtype=object)
-    near_m = np.full(n, np.nan)
     if cells.index is not None and ok.size:
         cell[ok] = cells.index.assign(wlon[ok], wlat[ok])
         # Swapped lon/lat: outside as given, inside when swapped (coordinate rows only).
@@ -1042,103 +1060,122 @@ def import_cases_batch(
                     " longitude and latitude look swapped"
                 ),
             )
-        ok = np.flatnonzero(~rej.bad)
-        near = cells.index.near_boundary(
-            wlon[ok], wlat[ok], cell[ok], threshold_m=config.near_boundary_m
-        )
-        flagged = near.other >= 0
-        near_code[ok[flagged]] = cells.codes[near.other[flagged]]
-        near_m[ok[flagged]] = near.distance_m[flagged]
-    ok = np.flatnonzero(~rej.bad)
-    inside = cell >= 0
-    grid_id = np.full(n, np.nan)
-    worker_id = np.full(n, np.nan)
-    community_id = np.full(n, np.nan)
-    subdistrict_id = np.full(n, np.nan)
-    hit = ok[inside[ok]]
-    grid_id[hit] = cells.grid_id[cell[hit]]
-    worker_id[hit] = cells.worker_id[cell[hit]]
-    community_id[hit] = cells.community_id[cell[hit]]
-    subdistrict_id[hit] = cells.subdistrict_id[cell[hit]]
-    # Outside every cell (or a cell without community): the covering community/subdistrict.
-    loose = ok[np.isnan(community_id[ok])]
-    if loose.size:
-        index, ids, parents = _places(connection, "community")
-        if index is not None:
-            at = index.assign(wlon[loose], wlat[loose])
-            found = at >= 0
-            community_id[loose[found]] = ids[at[found]]
-            subdistrict_id[loose[found]] = np.where(
-                np.isnan(subdistrict_id[loose[found]]),
-                parents[at[found]],
-                subdistrict_id[loose[found]],
-            )
-    loose = ok[np.isnan(subdistrict_id[ok])]
-    if loose.size:
-        index, ids, _ = _places(connection, "subdistrict")
-        if index is not None:
-            at = index.assign(wlon[loose], wlat[loose])
-            found = at >= 0
-            subdistrict_id[loose[found]] = ids[at[found]]
-    need = ok[np.isnan(stairwell[ok])]
-    stairwell[need] = _nearest_stairwells(
-        connection, wlon[need], wlat[need], config.stairwell_search_m
-    )
-
     report = BatchReport(rows=n)
     report.rejected = [Rejected(int(rows[i]), f, r) for i, (f, r) in sorted(rej.reasons.items())]
     if errors_path is not None:
         _write_errors(Path(errors_path), report.rejected)
 
-    # Storage, chunk by chunk. Rows whose external id is stored already (a resumed or repeated
-    # import) are counted and skipped; a race with another writer is still settled by the
-    # ON CONFLICT of the insert.
+    # Rows whose external id is stored already (a resumed or repeated import) are counted and
+    # skipped; a race with another writer is still settled when storing (see _store_chunk).
     ok = np.flatnonzero(~rej.bad)
     stored_before = _already_stored(connection, external.to_numpy()[ok])
     report.already_stored = int(stored_before.sum())
     ok = ok[~stored_before]
-    stage = pd.DataFrame(
-        {
-            "row_no": rows[ok],
-            "external_id": external.to_numpy()[ok],
-            "category_code": strip["category"].to_numpy()[ok],
-            "lon": wlon[ok],
-            "lat": wlat[ok],
-            "description": strip["description"].to_numpy()[ok],
-            # UTC without offset: the stage column is a timestamp read AT TIME ZONE 'UTC'.
-            "reported_at": stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")[ok],
-            "grid_id": pd.array(grid_id[ok], dtype="Int64"),
-            "worker_id": pd.array(worker_id[ok], dtype="Int64"),
-            "community_id": pd.array(community_id[ok], dtype="Int64"),
-            "subdistrict_id": pd.array(subdistrict_id[ok], dtype="Int64"),
-            "stairwell_id": pd.array(stairwell[ok], dtype="Int64"),
-            "near_grid_code": near_code[ok],
-            "near_boundary_m": near_m[ok],
-            "address": np.where(coords[ok], "", strip["address"].to_numpy()[ok]),
-            "input_crs": crs_values[ok],
-            "photo_urls": _photo_json(strip["photo_urls"].to_numpy()[ok]),
-            "reporter_name": strip["reporter_name"].to_numpy()[ok],
-            "reporter_phone": strip["reporter_phone"].to_numpy()[ok],
-        },
-        columns=list(_STAGE_COLUMNS),
+    # What the rest of the assignment reads from the database, read now: it runs chunk by
+    # chunk while earlier chunks are being stored.
+    inside = cell >= 0
+    # Each row's cell's ids (NaN outside every cell).
+    of_cell = {
+        name: np.full(n, np.nan)
+        for name in ("grid_id", "worker_id", "community_id", "subdistrict_id")
+    }
+    for name, values in of_cell.items():
+        values[inside] = getattr(cells, name)[cell[inside]]
+    placeless = np.isnan(of_cell["community_id"][ok]) | np.isnan(of_cell["subdistrict_id"][ok])
+    no_places: tuple[CellIndex | None, npt.NDArray[np.float64], npt.NDArray[np.float64]] = (
+        None,
+        np.array([]),
+        np.array([]),
+    )
+    places = {
+        table: _places(connection, table) if placeless.any() else no_places
+        for table in ("community", "subdistrict")
+    }
+    need_stairwell = ok[np.isnan(stairwell[ok])]
+    stairwells = _StairwellIndex.load(
+        connection, wlon[need_stairwell], wlat[need_stairwell], config.stairwell_search_m
     )
     if connection.in_transaction() and not outer:
         connection.commit()  # end the reading transaction begun implicitly above
+
+    def assigned(part: npt.NDArray[np.int64]) -> pd.DataFrame:
+        """Finish the assignment of rows ``part`` (flags, places, stairwell); stage them."""
+        near_code = np.full(part.size, None, dtype=object)
+        near_m = np.full(part.size, np.nan)
+        if cells.index is not None:
+            near = cells.index.near_boundary(
+                wlon[part], wlat[part], cell[part], threshold_m=config.near_boundary_m
+            )
+            flagged = near.other >= 0
+            near_code[flagged] = cells.codes[near.other[flagged]]
+            near_m[flagged] = near.distance_m[flagged]
+        grid_id, worker_id, community_id, subdistrict_id = (
+            of_cell[name][part].copy()
+            for name in ("grid_id", "worker_id", "community_id", "subdistrict_id")
+        )
+        # Outside every cell (or a cell without community): the covering community (its
+        # subdistrict where the cell gave none), then the covering subdistrict.
+        for table, ids_of in (("community", community_id), ("subdistrict", subdistrict_id)):
+            loose = np.flatnonzero(np.isnan(ids_of))
+            index, ids, parents = places[table]
+            if index is None or not loose.size:
+                continue
+            found = index.assign(wlon[part[loose]], wlat[part[loose]])
+            placed = loose[found >= 0]
+            ids_of[placed] = ids[found[found >= 0]]
+            if table == "community":
+                subdistrict_id[placed] = np.where(
+                    np.isnan(subdistrict_id[placed]),
+                    parents[found[found >= 0]],
+                    subdistrict_id[placed],
+                )
+        stairwell_id = stairwell[part].copy()
+        need = np.isnan(stairwell_id)
+        stairwell_id[need] = stairwells.nearest(wlon[part[need]], wlat[part[need]])
+        return pd.DataFrame(
+            {
+                "row_no": rows[part],
+                "external_id": external.to_numpy()[part],
+                "category_code": strip["category"].to_numpy()[part],
+                "lon": wlon[part],
+                "lat": wlat[part],
+                "description": strip["description"].to_numpy()[part],
+                # UTC without offset: the stage column is a timestamp read AT TIME ZONE 'UTC'.
+                "reported_at": stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")[part],
+                "grid_id": pd.array(grid_id, dtype="Int64"),
+                "worker_id": pd.array(worker_id, dtype="Int64"),
+                "community_id": pd.array(community_id, dtype="Int64"),
+                "subdistrict_id": pd.array(subdistrict_id, dtype="Int64"),
+                "stairwell_id": pd.array(stairwell_id, dtype="Int64"),
+                "near_grid_code": near_code,
+                "near_boundary_m": near_m,
+                "address": np.where(coords[part], "", strip["address"].to_numpy()[part]),
+                "input_crs": crs_values[part],
+                "photo_urls": _photo_json(strip["photo_urls"].to_numpy()[part]),
+                "reporter_name": strip["reporter_name"].to_numpy()[part],
+                "reporter_phone": strip["reporter_phone"].to_numpy()[part],
+            },
+            columns=list(_STAGE_COLUMNS),
+        )
+
+    # Storage, chunk by chunk, each chunk assigned just before it is stored.
     chunk = config.batch_chunk_rows
-    total = len(stage)
+    total = int(ok.size)
+    parts = (assigned(ok[start : start + chunk]) for start in range(0, total, chunk))
     tell("storing", 0, total)
     if outer or total <= chunk:
-        for start in range(0, total, chunk):
-            part = stage.iloc[start : start + chunk]
+        done = 0
+        for part in parts:
             transaction = connection.begin_nested() if outer else connection.begin()
             with transaction:
                 inserted = _store_chunk(connection, part)
             report.stored += inserted
             report.already_stored += len(part) - inserted
             report.chunks += 1
-            tell("storing", min(start + chunk, total), total)
+            done += len(part)
+            tell("storing", done, total)
     else:
-        _store_in_parallel(connection, stage, chunk, report, tell)
+        _store_in_parallel(connection, parts, total, report, tell)
     return report
 
 
@@ -1149,19 +1186,18 @@ _STORE_CONNECTIONS = 2
 
 def _store_in_parallel(
     connection: Connection,
-    stage: pd.DataFrame,
-    chunk: int,
+    parts: Iterator[pd.DataFrame],
+    total: int,
     report: BatchReport,
     tell: ProgressCallback,
 ) -> None:
     """Store chunks on the caller's connection and one more, each chunk its own transaction.
 
-    The COPY values of the next chunk are built while the server inserts the previous ones. Chunks
-    hold distinct external ids (repeats were rejected), so the two writers never wait on each
-    other. Progress counts rows of committed chunks; an exception (of a chunk or of the progress
-    callback) lets the chunks under way finish, starts no more, and is raised.
+    The next chunk is assigned and its COPY values built while the server inserts the previous
+    ones. Chunks hold distinct external ids (repeats were rejected), so the two writers never
+    wait on each other. Progress counts rows of committed chunks; an exception (of a chunk or
+    of the progress callback) lets the chunks under way finish, starts no more, and is raised.
     """
-    total = len(stage)
     idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
     idle.put(connection)
     extra = [connection.engine.connect() for _ in range(_STORE_CONNECTIONS - 1)]
@@ -1201,8 +1237,7 @@ def _store_in_parallel(
     try:
         with ThreadPoolExecutor(_STORE_CONNECTIONS) as pool:
             try:
-                for start in range(0, total, chunk):
-                    part = stage.iloc[start : start + chunk]
+                for part in parts:
                     values = _case_values(part)
                     while len(running) >= _STORE_CONNECTIONS:
                         settle(block=True)
