@@ -74,6 +74,7 @@ ANCHOR_SQL = (
 def anchor_app() -> FastAPI:
     """Return the anchor app (reads the libpq DSN from ``WANGGE_BENCH_DSN``)."""
     import asyncio
+    import gc
 
     import psycopg
 
@@ -84,6 +85,9 @@ def anchor_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for _ in range(POOL_SIZE):
             await pool.put(await psycopg.AsyncConnection.connect(dsn, autocommit=True))
+        # As the real app does (api/app.py): startup objects kept out of full collections.
+        gc.collect()
+        gc.freeze()
         yield
         while not pool.empty():
             await (await pool.get()).close()
