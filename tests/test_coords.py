@@ -217,3 +217,18 @@ def test_utm_epsg_picks_zone_50_north_for_beijing() -> None:
 
 def test_utm_epsg_picks_southern_zone_for_sydney() -> None:
     assert utm_epsg(151.2, -33.9) == 32756
+
+
+@pytest.mark.parametrize("system", ["gcj02", "bd09"])
+def test_one_point_converts_as_the_same_point_in_an_array(system: str) -> None:
+    """A request's single point takes a scalar path (math, not numpy): same answer."""
+    rng = np.random.default_rng(7)
+    lon = rng.uniform(60.0, 150.0, 500)  # inside and outside the China box
+    lat = rng.uniform(-5.0, 60.0, 500)
+    forward = wgs84_to_gcj02 if system == "gcj02" else wgs84_to_bd09
+    given_lon, given_lat = forward(lon, lat)
+    array_lon, array_lat = to_wgs84(given_lon, given_lat, system)
+    for i in range(lon.size):
+        one = to_wgs84(str(given_lon[i]), float(given_lat[i]), system)
+        assert one == pytest.approx((array_lon[i], array_lat[i]), abs=1e-10)
+        assert one == pytest.approx((lon[i], lat[i]), abs=1e-8)
