@@ -216,8 +216,9 @@ async def locate_async(
 ) -> Location:
     """Locate a point like :func:`locate`, over an async psycopg connection (for servers).
 
-    The same SQL statement, sent as a server-side prepared statement, so a busy server neither
-    parses nor plans it again; options, answer, units and errors are those of :func:`locate`.
+    The same SQL statements (the quick one, then the exhaustive one when needed), sent as
+    server-side prepared statements, so a busy server neither parses nor plans them again;
+    options, answer, units and errors are those of :func:`locate`.
 
     Parameters
     ----------
