@@ -9,8 +9,9 @@ two stairwells per cell. The CSV holds N rows (70 % GCJ-02, 20 % WGS84, 10 % BD-
 points outside the managed area, 0.5 % bad rows: non-numeric, out of range, unknown category).
 
 1. Ours: ``gis.cases.reporting.import_cases_batch`` on the file (read, validate, convert,
-   assign with CellIndex, near-boundary flags at 10 m, nearest stairwell, COPY + one set-based
-   insert per committed chunk of 125,000 rows, two connections storing chunks at once), timed
+   assign with CellIndex, near-boundary flags at 10 m, nearest stairwell, a binary COPY
+   straight into ``cases`` per committed chunk of 125,000 rows, two connections storing chunks
+   at once while the next chunk is assigned), timed
    end to end; then the same file again (the idempotent pass: every row already stored).
 2. Anchor: one PostGIS query per row (prepared ``INSERT ... SELECT`` with the covering cell
    found by ``ST_Covers`` on the GiST index, lowest code), after the same conversion in Python,

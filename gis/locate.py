@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, TextClause, text
 
-from gis.coords import CoordinateSystem, parse_crs, to_wgs84, validate_lonlat
+from gis.coords import CoordinateSystem, parse_crs, to_wgs84
 from gis.errors import InputError
 
 __all__ = [
@@ -198,8 +198,9 @@ def locate(
         as_of_used, inside, _, answer = connection.execute(
             _LOCATE, {**params, "as_of": as_of_used}
         ).one()
-    if not inside:
-        _refuse_swapped(connection, lon, lat, system, {**params, "as_of": as_of_used})
+    swapped = None if inside else _swapped_params(lon, lat, system, params, as_of_used)
+    if swapped is not None and connection.execute(_COVERING, swapped).first() is not None:
+        raise _swapped_error(lon, lat)
     return _location(json.loads(answer))
 
 
@@ -281,13 +282,8 @@ async def locate_json_async(
         msg = "the locate query returned no row"
         raise RuntimeError(msg)
     as_of_used, inside, _, answer = row
-    if not inside:
-        try:
-            x, y = validate_lonlat(lat, lon)
-            slon, slat = to_wgs84(float(x), float(y), system)
-        except InputError:
-            return str(answer)
-        swapped = {**params, "as_of": as_of_used, "lon": slon, "lat": slat}
+    swapped = None if inside else _swapped_params(lon, lat, system, params, as_of_used)
+    if swapped is not None:
         values = [swapped[name] for name in _COVERING_NAMES]
         await cursor.execute(_COVERING_PSYCOPG, values, prepare=True)
         if await cursor.fetchone() is not None:
@@ -518,11 +514,6 @@ _LOCATE_PSYCOPG, _LOCATE_NAMES = _server_placeholders(_LOCATE)
 _COVERING_PSYCOPG, _COVERING_NAMES = _server_placeholders(_COVERING)
 
 
-def _covering_code(connection: Connection, params: dict[str, Any]) -> str | None:
-    code = connection.execute(_COVERING, params).scalar()
-    return None if code is None else str(code)
-
-
 def _swapped_error(lon: float | str, lat: float | str) -> InputError:
     msg = (
         f"({lon}, {lat}) is outside every grid cell but ({lat}, {lon}) is inside one:"
@@ -531,18 +522,19 @@ def _swapped_error(lon: float | str, lat: float | str) -> InputError:
     return InputError("lat", msg)
 
 
-def _refuse_swapped(
-    connection: Connection,
+def _swapped_params(
     lon: float | str,
     lat: float | str,
     system: CoordinateSystem,
     params: dict[str, Any],
-) -> None:
-    """Raise when the swapped order of an outside point falls inside a current cell."""
+    as_of: datetime,
+) -> dict[str, Any] | None:
+    """Return the statement parameters of the point read the other way round, at ``as_of``.
+
+    None when ``(lat, lon)`` is no valid coordinate: then the order cannot be swapped.
+    """
     try:
-        x, y = validate_lonlat(lat, lon)
-        slon, slat = to_wgs84(float(x), float(y), system)
+        slon, slat = to_wgs84(lat, lon, system)
     except InputError:
-        return
-    if _covering_code(connection, {**params, "lon": slon, "lat": slat}) is not None:
-        raise _swapped_error(lon, lat)
+        return None
+    return {**params, "as_of": as_of, "lon": slon, "lat": slat}

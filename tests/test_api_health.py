@@ -1,5 +1,6 @@
 """``/healthz`` really queries PostGIS: 200 with versions, 503 with a reason when unreachable."""
 
+import gc
 import socket
 
 from fastapi.testclient import TestClient
@@ -44,3 +45,13 @@ def test_layer_request_is_503_when_postgis_is_unreachable() -> None:
         response = client.get("/layers/buildings?bbox=116.3,39.9,116.31,39.91")
     assert response.status_code == 503
     assert response.json()["error"] == "database_unavailable"
+
+
+def test_app_keeps_its_startup_objects_out_of_full_collections_while_serving(
+    database_url: str,
+) -> None:
+    app = create_app(AppSettings(database=DatabaseSettings(database_url=database_url)))
+    with TestClient(app) as client:
+        assert gc.get_freeze_count() > 0
+        assert client.get("/healthz").status_code == 200
+    assert gc.get_freeze_count() == 0

@@ -16,9 +16,13 @@ within ``duplicate_radius_m`` metres (spheroid distance) reported within the
 Batches
 -------
 :func:`import_cases_batch` reads a CSV (``lon``/``lat`` with ``crs``, or ``address``) or a
-GeoJSON file, validates and assigns every row in memory, then stores the valid rows in chunks:
-each chunk is copied (``COPY``) into a temporary table and inserted by one set-based statement,
-in its own transaction (a savepoint when the caller holds a transaction). A crash loses at most
+GeoJSON file, validates every row and assigns it its cell in memory, then stores the valid rows
+in chunks, each in its own transaction (a savepoint when the caller holds a transaction). A
+chunk's near-boundary flags, places and nearest stairwells are computed just before it is
+stored, while the previous chunks are being inserted. Where the row triggers may be skipped
+(see ``_store_chunk``) a chunk goes by binary ``COPY`` straight into ``cases``; otherwise, or
+when another writer stored one of its external ids meanwhile, it is copied into a temporary
+table and inserted by one ``INSERT ... ON CONFLICT DO NOTHING``. A crash loses at most
 the chunk under way; running the same file again stores what is missing and nothing twice,
 because rows are keyed by their ``external_id`` (derived from the row's content when the file
 has none). Rejected rows are reported with row number (header = row 1; GeoJSON: feature
