@@ -1,8 +1,9 @@
 """Run every benchmark module of ``bench/`` in turn: ``python -m bench [NAME ...]``.
 
-Each module (``bench_*.py``) runs in its own process with its default arguments and appends
-its section to ``bench/RESULTS.md``. Names given on the command line (``load``, ``layers``...)
-restrict the run to those modules. Exits non-zero when any module fails.
+Each module (``bench_*.py``) runs in its own process with its default arguments and writes
+its section of ``bench/RESULTS.md``, replacing its previous run. Names given on the command
+line (``load``, ``layers``...) restrict the run to those modules. Exits non-zero when any
+module fails.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import geopandas
@@ -32,11 +31,9 @@ import numpy as np
 import pyproj
 import shapely
 
-from bench.common import machine_header
+from bench.common import record_section
 from gis.assign import CellIndex
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED = 20_261_122
 CENTRE_LONLAT = (116.35, 39.95)  # Haidian, Beijing
 UTM = "EPSG:32650"
@@ -179,10 +176,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as results:
-            results.write(section)
+        record_section(section)
 
 
 if __name__ == "__main__":

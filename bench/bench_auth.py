@@ -20,12 +20,12 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.app import AppSettings, create_app
+from bench.common import record_section
 from gis.auth import add_user, authenticate_token, issue_token
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 from gis.settings import ApiSettings, DatabaseSettings
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 URL = "/locate?lon=116.3&lat=39.98"
 
 
@@ -114,7 +114,7 @@ def main() -> None:
         return
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = "\n".join(f"| {n} | {a:.3f} | {b:.3f} |" for n, a, b in rows)
-    RESULTS.open("a").write(
+    record_section(
         f"\n## Authentication on GET /locate ({stamp})\n\n"
         f"`python -m bench.bench_auth`: {args.requests:,} requests to each app, alternating, "
         "in-process (FastAPI TestClient) on one private PostGIS cluster; the anchor is the same "

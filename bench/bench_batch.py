@@ -38,14 +38,13 @@ import shapely
 from pyproj import Transformer
 from sqlalchemy import text as sql_text
 
+from bench.common import record_section
 from gis.cases.reporting import import_cases_batch
 from gis.cluster import EmbeddedCluster
 from gis.coords import wgs84_to_bd09, wgs84_to_gcj02
 from gis.db import make_engine, migrate
 from gis.settings import CaseSettings
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED = 20_261_122
 X0, Y0 = 440_000.0, 4_427_000.0  # UTM 50N, Haidian
 CELL_M = 100.0
@@ -320,19 +319,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:
-        replace_section(text)
-
-
-def replace_section(text: str) -> None:
-    """Put ``text`` in place of the batch-import section of RESULTS.md (appended if absent)."""
-    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    start = old.find("\n" + SECTION)
-    if start < 0:
-        RESULTS.write_text(old + text, encoding="utf-8")
-        return
-    end = old.find("\n## ", start + 1)
-    rest = old[end:] if end >= 0 else ""
-    RESULTS.write_text(old[:start] + text + rest, encoding="utf-8")
+        record_section(text)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import pandas as pd
 import psycopg
 import sqlalchemy
 
-from bench.common import machine_header
+from bench.common import record_section
 from gis.cases.calendar import WorkingCalendar
 from gis.cases.categories import default_categories
 from gis.cases.deadlines import deadlines
@@ -42,8 +42,6 @@ from gis.cases.indicators import indicators
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED = 20_261_122
 TZ = dt.timezone(dt.timedelta(hours=8))
 OFFICE = ((8 * 3600 + 1800, 12 * 3600), (13 * 3600 + 1800, 17 * 3600 + 1800))
@@ -529,10 +527,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as results:
-            results.write(section)
+        record_section(section)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ import sqlalchemy
 from pyproj import Transformer
 from sqlalchemy import text
 
-from bench.bench_load import RESULTS, measured
-from bench.common import machine_header
+from bench.bench_load import measured
+from bench.common import record_section
 from gis.circles import CircleSettings, coverage
 from gis.circles_store import (
     COVERAGE_COLUMNS,
@@ -200,10 +200,7 @@ def main() -> None:
     )
     print("\n".join(lines))
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as results:
-            results.write("\n" + "\n".join(lines) + "\n")
+        record_section("\n" + "\n".join(lines) + "\n")
 
 
 def _section(

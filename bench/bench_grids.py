@@ -27,13 +27,13 @@ import numpy as np
 import shapely
 from sqlalchemy import Connection, text
 
+from bench.common import record_section
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 from gis.grids.generate import communities_of, generate_grids
 from gis.grids.synthetic import ORIGIN, synthetic_subdistrict
 from gis.grids.validate import validate_grids
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SIDE = 100  # cells per side: 10,000 cells
 CELL_M = 100.0
 PER_CELL = 10
@@ -257,8 +257,7 @@ def main() -> None:
     print(text_out)
     if os.environ.get("BENCH_NO_RESULTS"):
         return
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write(text_out)
+    record_section(text_out)
 
 
 if __name__ == "__main__":

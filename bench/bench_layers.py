@@ -30,14 +30,13 @@ import pyproj
 import shapely
 import sqlalchemy
 
-from bench.common import machine_header
+from bench.common import record_section
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 from gis.features import BBox, features_geojson, parse_bbox
 from layers import CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED = 20_261_122
 CENTRE_LONLAT = (116.35, 39.95)  # Haidian, Beijing
 UTM = "EPSG:32650"
@@ -239,10 +238,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as results:
-            results.write(section)
+        record_section(section)
 
 
 if __name__ == "__main__":

@@ -52,14 +52,13 @@ import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from bench.common import machine_header
+from bench.common import record_section
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 from gis.loader import load_buildings, store_layers
 from gis.osm import read_source
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED = 20_261_122
 CENTRE_LONLAT = (116.35, 39.95)  # Haidian, Beijing
 UTM = "EPSG:32650"
@@ -317,10 +316,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as results:
-            results.write(section)
+        record_section(section)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,13 @@ from fastapi import FastAPI, Query
 from sqlalchemy import text
 
 from bench.bench_layers import free_port
-from bench.common import machine_header
+from bench.common import record_section
 from gis.auth import add_user, issue_token
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
 from gis.grids.synthetic import METRIC_EPSG, ORIGIN, synthetic_subdistrict
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED = 20_261_122
 CELLS_PER_SIDE = 100
 WORKERS_IN_DB = 500
@@ -460,10 +459,7 @@ def main() -> None:
     text_out = report(runs, meta)
     print(text_out)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as handle:
-            handle.write(text_out)
+        record_section(text_out)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,12 @@ import folium
 from playwright.sync_api import Browser, Page
 from sqlalchemy import text
 
+from bench.common import record_section
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine
 from tests.browser.driver import VIEWPORT, browser
 from tests.browser.site import load_demo, scratch_database, serve
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SIDE = 317  # 317 × 317 > 100,000 squares; the extra ones are cut by LIMIT
 DRAWN = (
     "document.body.getAttribute('data-wangge-ready') === '1' && "
@@ -233,8 +232,7 @@ each ≤ 3 s {met(max(zoom_ms, pan_ms) <= 3000)}.
 """
     print(section)
     if not args.no_append:
-        with RESULTS.open("a") as results:
-            results.write(section)
+        record_section(section)
 
 
 def _chromium() -> str:

@@ -19,7 +19,6 @@ import os
 import resource
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import geopandas as gpd
 import networkx as nx
@@ -28,7 +27,7 @@ import pandas as pd
 import scipy
 import shapely
 
-from bench.common import machine_header
+from bench.common import record_section
 from gis.circles import CircleSettings, coverage, thresholds
 from gis.network import WalkNetwork
 
@@ -37,7 +36,6 @@ CRS = "EPSG:32650"
 X0, Y0 = 440_000.0, 4_420_000.0
 # Facilities per type in a subdistrict (~17 km²): few nursing homes, many shops.
 TYPE_COUNTS = (3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 40, 60)
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def synthetic_area(
@@ -229,10 +227,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as out:
-            out.write(text)
+        record_section(text)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from bench.common import machine_header
+from bench.common import record_section
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 ORLIB = ROOT / "data" / "orlib_pmed"
 SEED = 20_261_122
 
@@ -272,10 +271,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text(machine_header())
-        with RESULTS.open("a") as results:
-            results.write(text + "\n")
+        record_section(text + "\n")
     return 0
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 import shapely
 
-from bench.bench_network import RESULTS, SEED, synthetic_area
-from bench.common import machine_header
+from bench.bench_network import SEED, synthetic_area
+from bench.common import machine_header, record_section
 from gis.network import WalkNetwork
 from gis.siting_inputs import walking_costs
 
@@ -115,8 +115,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.append:
-        with RESULTS.open("a", encoding="utf-8") as out:
-            out.write(text)
+        record_section(text)
 
 
 if __name__ == "__main__":
