@@ -329,3 +329,18 @@ def test_unknown_target_state_is_422_naming_to_state(staff: TestClient, case_id:
     response = staff.post(f"/cases/{case_id}/transitions", json={"to_state": "finished"})
     assert response.status_code == 422
     assert response.json()["parameter"] == "to_state"
+
+
+@pytest.mark.parametrize("overdue", ["false", "true"])
+def test_case_list_filters_are_checked_alike_with_and_without_overdue(
+    staff: TestClient, overdue: str
+) -> None:
+    for params, field in (
+        ({"since": "2026-06-01T00:00:00Z", "until": "2026-05-01T00:00:00Z"}, "until"),
+        ({"status": "lost"}, "status"),
+        ({"category": "E9999"}, "category"),
+        ({"limit": "0"}, "limit"),
+    ):
+        response = staff.get("/cases", params={**params, "overdue": overdue})
+        assert response.status_code == 422, (params, response.text)
+        assert field in response.text

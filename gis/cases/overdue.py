@@ -18,11 +18,10 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from gis.cases.calendar import WorkingCalendar
-from gis.cases.categories import get_category
 from gis.cases.deadlines import time_used_left
+from gis.cases.reporting import case_filters
 from gis.errors import InputError
-from gis.features import BBox, parse_bbox
-from gis.models import CASE_STATES
+from gis.features import BBox
 
 _OVERDUE = text(
     """
@@ -83,39 +82,25 @@ def overdue_cases(
     Raises
     ------
     InputError
-        Naming ``now``/``since``/``until`` (naive), ``bbox`` (malformed), ``category``
-        (unknown code), ``status`` (unknown state), ``limit``/``offset`` (out of range).
+        Naming ``now`` (naive), or a filter as :func:`gis.cases.reporting.case_filters` does
+        (``since``/``until`` naive or since after until, ``bbox``, ``category``, ``status``,
+        ``limit``/``offset``).
     """
-    for name, moment in (("now", now), ("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise InputError(name, "must carry a time zone (e.g. 2026-11-01T00:00:00+08:00)")
-    box = parse_bbox(bbox) if isinstance(bbox, str) else bbox
-    if category is not None:
-        get_category(category)
-    if status is not None and status not in CASE_STATES:
-        raise InputError("status", f"unknown status {status!r}")
-    if not 1 <= limit <= max_limit:
-        raise InputError("limit", f"must be between 1 and {max_limit}, got {limit}")
-    if offset < 0:
-        raise InputError("offset", f"must be >= 0, got {offset}")
-    rows = connection.execute(
-        _OVERDUE,
-        {
-            "now": now,
-            "minlon": None if box is None else box.minlon,
-            "minlat": None if box is None else box.minlat,
-            "maxlon": None if box is None else box.maxlon,
-            "maxlat": None if box is None else box.maxlat,
-            "grid": grid,
-            "community": community,
-            "category": category,
-            "status": status,
-            "since": since,
-            "until": until,
-            "limit_plus": limit + 1,
-            "offset": offset,
-        },
-    ).all()
+    if now.tzinfo is None:
+        raise InputError("now", "must carry a time zone (e.g. 2026-11-01T00:00:00+08:00)")
+    params = case_filters(
+        bbox=bbox,
+        grid=grid,
+        community=community,
+        category=category,
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        max_limit=max_limit,
+    )
+    rows = connection.execute(_OVERDUE, {**params, "now": now}).all()
     page = rows[:limit]
     used = left = np.empty(0, dtype=np.int64)
     if page:

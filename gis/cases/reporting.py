@@ -549,6 +549,58 @@ def _aware(value: datetime | None, field_name: str) -> datetime | None:
     return value
 
 
+def case_filters(
+    *,
+    bbox: BBox | str | None,
+    grid: str | None,
+    community: str | None,
+    category: str | None,
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+    max_limit: int,
+) -> dict[str, Any]:
+    """Check the filters of a case listing; return them as the listing queries' parameters.
+
+    Raises
+    ------
+    gis.errors.InputError
+        Field ``bbox`` (malformed), ``category`` (unknown code), ``status`` (unknown state),
+        ``since``/``until`` (naive or since after until), ``limit``/``offset`` (out of range).
+    """
+    box = parse_bbox(bbox) if isinstance(bbox, str) else bbox
+    if category is not None:
+        _check_category(category)
+    if status is not None and status not in CASE_STATES:
+        msg = f"unknown status {status!r}; expected one of {', '.join(CASE_STATES)}"
+        raise InputError("status", msg)
+    _aware(since, "since")
+    _aware(until, "until")
+    if since is not None and until is not None and since > until:
+        raise InputError("until", "must not be before since")
+    if not 1 <= limit <= max_limit:
+        raise InputError("limit", f"must be between 1 and {max_limit}, got {limit}")
+    if offset < 0:
+        raise InputError("offset", f"must be >= 0, got {offset}")
+    return {
+        "minlon": None if box is None else box.minlon,
+        "minlat": None if box is None else box.minlat,
+        "maxlon": None if box is None else box.maxlon,
+        "maxlat": None if box is None else box.maxlat,
+        "grid": grid,
+        "community": community,
+        "category": category,
+        "status": status,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "limit_plus": limit + 1,
+        "offset": offset,
+    }
+
+
 def list_cases(
     connection: Connection,
     *,
@@ -579,34 +631,19 @@ def list_cases(
         Field ``bbox`` (malformed), ``category`` (unknown code), ``status`` (unknown state),
         ``since``/``until`` (naive or since after until), ``limit``/``offset`` (out of range).
     """
-    box = parse_bbox(bbox) if isinstance(bbox, str) else bbox
-    if category is not None:
-        _check_category(category)
-    if status is not None and status not in CASE_STATES:
-        msg = f"unknown status {status!r}; expected one of {', '.join(CASE_STATES)}"
-        raise InputError("status", msg)
-    _aware(since, "since")
-    _aware(until, "until")
-    if since is not None and until is not None and since > until:
-        raise InputError("until", "must not be before since")
-    if not 1 <= limit <= max_limit:
-        raise InputError("limit", f"must be between 1 and {max_limit}, got {limit}")
-    if offset < 0:
-        raise InputError("offset", f"must be >= 0, got {offset}")
-    params: dict[str, Any] = {
-        "minlon": None if box is None else box.minlon,
-        "minlat": None if box is None else box.minlat,
-        "maxlon": None if box is None else box.maxlon,
-        "maxlat": None if box is None else box.maxlat,
-        "grid": grid,
-        "community": community,
-        "category": category,
-        "status": status,
-        "since": since,
-        "until": until,
-        "limit": limit,
-        "limit_plus": limit + 1,
-        "offset": offset,
+    params = case_filters(
+        bbox=bbox,
+        grid=grid,
+        community=community,
+        category=category,
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        max_limit=max_limit,
+    )
+    params |= {
         "scoped": principal is not None and principal.scoped,
         "scope_worker_id": None if principal is None else principal.worker_id,
     }
