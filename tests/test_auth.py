@@ -337,6 +337,35 @@ def test_a_worker_lists_only_the_cases_of_their_grids(
     assert _ids(response.json()) == {mine.id}
 
 
+def test_a_worker_lists_only_the_overdue_cases_of_their_grids(
+    client: TestClient, connection: Connection, users: People, two_grids: dict[str, int]
+) -> None:
+    import datetime as dt
+
+    from gis.cases.reporting import CaseReport, report_case
+    from gis.cases.workflow import apply_transition
+
+    long_ago = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    ids = []
+    for lon in (-20.005, -19.995):  # the worker's grid, then the other one
+        case = report_case(connection, CaseReport(category="E0103", lon=lon, lat=-40.0)).case
+        for to_state, minutes in (("filed", 0), ("dispatched", 10)):
+            apply_transition(
+                connection,
+                case.id,
+                to_state,
+                actor="s",
+                role="staff",
+                at=long_ago + dt.timedelta(minutes=minutes),
+            )
+        ids.append(case.id)
+    params = {"bbox": WEST, "overdue": "true"}
+    worker = client.get("/cases", params=params, headers=users.headers("worker"))
+    staff = client.get("/cases", params=params, headers=users.headers("staff"))
+    assert _ids(worker.json()) == {ids[0]}
+    assert _ids(staff.json()) == set(ids)
+
+
 def test_staff_list_every_case(
     client: TestClient, connection: Connection, users: People, two_grids: dict[str, int]
 ) -> None:

@@ -299,6 +299,7 @@ def get_cases(
             limit=limit,
             offset=offset,
             max_limit=api.layer_limit_max,
+            principal=principal,
         )
         return Response(content=late, media_type=GEOJSON)
     body = list_cases(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
+from gis.auth import Principal
 from gis.cases.calendar import WorkingCalendar
 from gis.cases.deadlines import time_used_left
 from gis.cases.reporting import case_filters
@@ -41,6 +42,10 @@ _OVERDUE = text(
       AND (CAST(:status AS text) IS NULL OR k.status = :status)
       AND (CAST(:since AS timestamptz) IS NULL OR k.reported_at >= :since)
       AND (CAST(:until AS timestamptz) IS NULL OR k.reported_at < :until)
+      -- A grid worker's scope: cases of the current grids they serve (gis.auth).
+      AND (NOT CAST(:scoped AS boolean) OR k.grid_id IN (
+          SELECT sg.id FROM grid sg
+          WHERE sg.worker_id = :scope_worker_id AND sg.valid_to IS NULL))
     ORDER BY k.deadline, k.id
     LIMIT :limit_plus OFFSET :offset
     """
@@ -71,10 +76,12 @@ def overdue_cases(
     limit: int = 100,
     offset: int = 0,
     max_limit: int = 10_000,
+    principal: Principal | None = None,
 ) -> str:
     """Return the overdue cases at ``now`` as a GeoJSON FeatureCollection (a JSON string).
 
-    Filters are those of :func:`gis.cases.reporting.list_cases` (``since`` inclusive,
+    Filters and the worker scope of ``principal`` are those of
+    :func:`gis.cases.reporting.list_cases` (``since`` inclusive,
     ``until`` exclusive, on ``reported_at``); the collection carries ``numberReturned``,
     ``offset``, ``limit`` and ``truncated`` likewise, plus ``now``. ``calendar`` defaults to
     the configured working calendar.
@@ -99,6 +106,7 @@ def overdue_cases(
         limit=limit,
         offset=offset,
         max_limit=max_limit,
+        principal=principal,
     )
     rows = connection.execute(_OVERDUE, {**params, "now": now}).all()
     page = rows[:limit]

@@ -561,8 +561,12 @@ def case_filters(
     limit: int,
     offset: int,
     max_limit: int,
+    principal: Principal | None = None,
 ) -> dict[str, Any]:
     """Check the filters of a case listing; return them as the listing queries' parameters.
+
+    A worker ``principal`` adds the scope of the current grids they serve (``scoped``,
+    ``scope_worker_id``: the queries filter on them); other principals, or None, see all.
 
     Raises
     ------
@@ -598,6 +602,8 @@ def case_filters(
         "limit": limit,
         "limit_plus": limit + 1,
         "offset": offset,
+        "scoped": principal is not None and principal.scoped,
+        "scope_worker_id": None if principal is None else principal.worker_id,
     }
 
 
@@ -642,11 +648,8 @@ def list_cases(
         limit=limit,
         offset=offset,
         max_limit=max_limit,
+        principal=principal,
     )
-    params |= {
-        "scoped": principal is not None and principal.scoped,
-        "scope_worker_id": None if principal is None else principal.worker_id,
-    }
     return str(connection.execute(_LIST, params).scalar_one())
 
 
