@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, make_url
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from gis.cluster import EmbeddedCluster
 from gis.db import make_engine, migrate
+from tests.scratch import scratch_database
 
 # Apps built by tests run without access control unless a test asks for it
 # (ApiSettings(auth_required=True): tests/test_auth.py, tests/test_access_matrix.py).
@@ -29,29 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 
 
-def _throwaway_database(server_url: str) -> Iterator[str]:
-    url = make_url(server_url)
-    name = f"wangge_test_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """URL of a fresh, migrated PostGIS database that lives for the test session."""
     server = os.environ.get("WANGGE_TEST_DATABASE_URL")
     if server:
-        databases = _throwaway_database(server)
-        url = next(databases)
-        migrate(url)
-        yield url
-        databases.close()
+        with scratch_database(server, "test") as url:
+            yield url
         return
     home = Path(tempfile.mkdtemp(prefix="wangge-test-"))
     home.chmod(0o755)

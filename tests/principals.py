@@ -12,11 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import psycopg
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 
 from gis.auth import ROLES, add_user, issue_token
-from gis.db import migrate
 
 
 @dataclass(frozen=True)
@@ -58,26 +56,3 @@ def people(engine: Engine) -> Iterator[People]:
                 {"names": list(names.values())},
             )
             connection.execute(text("DELETE FROM grid_worker WHERE id = :id"), {"id": worker_id})
-
-
-@contextmanager
-def scratch_database(database_url: str) -> Iterator[str]:
-    """Create a migrated database next to the session's one; drop it afterwards.
-
-    For tests whose requests commit (fuzzing, backups): their rows never reach the session
-    database that other tests read.
-    """
-    url = make_url(database_url)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
-    name = f"wangge_scratch_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        scratch = url.set(database=name).render_as_string(hide_password=False)
-        migrate(scratch)
-        yield scratch
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

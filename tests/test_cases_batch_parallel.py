@@ -3,17 +3,16 @@ committed on its own (a scratch database, since the rows are committed)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 
 from gis.cases.reporting import import_cases_batch
-from gis.db import make_engine, migrate
+from gis.db import make_engine
 from gis.settings import CaseSettings
 from tests.case_town import X0, Y0, D, seed_town
+from tests.scratch import scratch_database
 
 P002 = (X0 + 1.5 * D, Y0 + 0.5 * D)
 HEADER = "external_id,category,lon,lat,crs,description\n"
@@ -21,22 +20,14 @@ HEADER = "external_id,category,lon,lat,crs,description\n"
 
 @pytest.fixture(scope="module")
 def scratch(database_url: str) -> Iterator[Engine]:
-    url = make_url(database_url)
-    name = f"wangge_batch_parallel_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    scratch_url = url.set(database=name).render_as_string(hide_password=False)
-    migrate(scratch_url)
-    engine = make_engine(scratch_url, pool_size=1)
-    with engine.begin() as conn:
-        seed_town(conn)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "batch_parallel") as url:
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as conn:
+            seed_town(conn)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def rows(prefix: str, n: int) -> bytes:

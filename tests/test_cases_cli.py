@@ -4,41 +4,32 @@ database they may commit into (the seeded town of ``tests.case_town``)."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from gis.addresses import resolve_address
 from gis.cli import app
-from gis.db import make_engine, migrate
+from gis.db import make_engine
 from tests.case_town import X0, Y0, D, seed_town
+from tests.scratch import scratch_database
 
 P002 = (X0 + 1.5 * D, Y0 + 0.5 * D)
 
 
 @pytest.fixture(scope="module")
 def scratch(database_url: str) -> Iterator[tuple[str, Engine]]:
-    url = make_url(database_url)
-    name = f"wangge_cases_cli_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    scratch_url = url.set(database=name).render_as_string(hide_password=False)
-    migrate(scratch_url)
-    engine = make_engine(scratch_url, pool_size=1)
-    with engine.begin() as conn:
-        seed_town(conn)
-    try:
-        yield scratch_url, engine
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "cases_cli") as url:
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as conn:
+            seed_town(conn)
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def run(scratch: tuple[str, Engine], *args: str) -> tuple[int, str]:

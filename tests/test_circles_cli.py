@@ -4,45 +4,36 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Iterator
 
 import pandas as pd
-import psycopg
 import pytest
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from gis.cli import app
-from gis.db import make_engine, migrate
+from gis.db import make_engine
 from gis.errors import InputError
 from gis.grids.generate import generate_grids
 from gis.grids.synthetic import synthetic_subdistrict
+from tests.scratch import scratch_database
 from tests.test_circles_store import CODE, insert_facility, node_streets
 
 
 @pytest.fixture(scope="module")
 def scratch(database_url: str) -> Iterator[tuple[str, Engine]]:
-    url = make_url(database_url)
-    name = f"wangge_circles_cli_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    scratch_url = url.set(database=name).render_as_string(hide_password=False)
-    migrate(scratch_url)
-    engine = make_engine(scratch_url, pool_size=1)
-    with engine.begin() as conn:
-        made = synthetic_subdistrict(conn, code=CODE, buildings=80, communities=(2, 2), seed=7)
-        generate_grids(conn, community_ids=made.community_ids, target_households=400)
-        node_streets(conn)
-        for kind, x, y in [("kindergarten", 150, 150), ("convenience_shop", 450, 300)]:
-            insert_facility(conn, kind, x, y)
-    try:
-        yield scratch_url, engine
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "circles_cli") as url:
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as conn:
+            made = synthetic_subdistrict(conn, code=CODE, buildings=80, communities=(2, 2), seed=7)
+            generate_grids(conn, community_ids=made.community_ids, target_households=400)
+            node_streets(conn)
+            for kind, x, y in [("kindergarten", 150, 150), ("convenience_shop", 450, 300)]:
+                insert_facility(conn, kind, x, y)
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def _run(scratch: tuple[str, Engine], *args: str) -> tuple[int, str, BaseException | None]:

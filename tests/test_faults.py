@@ -10,15 +10,13 @@ import socket
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from api.app import AppSettings, create_app
@@ -26,7 +24,7 @@ from gis.cli import app as cli
 from gis.cluster import EmbeddedCluster
 from gis.db import migrate
 from gis.settings import ApiSettings, DatabaseSettings
-from tests.principals import scratch_database
+from tests.scratch import scratch_database
 
 POSTS = 2_000
 STOP_AFTER = 600
@@ -195,26 +193,15 @@ def test_an_oversize_streamed_body_answers_413(small_bodies: TestClient) -> None
 @pytest.fixture
 def two_databases(database_url: str) -> Iterator[tuple[str, str]]:
     """A migrated database holding one user, and an empty one, on the session's server."""
-    url = make_url(database_url)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
-    names = [f"wangge_backup_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    urls = [url.set(database=n).render_as_string(hide_password=False) for n in names]
-    migrate(urls[0])
-    engine = create_engine(urls[0])
-    with engine.begin() as connection:
-        connection.execute(text("INSERT INTO app_user (name, role) VALUES ('kept', 'staff')"))
-    engine.dispose()
-    try:
-        yield urls[0], urls[1]
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for name in names:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with (
+        scratch_database(database_url, "backup") as source,
+        scratch_database(database_url, "backup", migrated=False) as target,
+    ):
+        engine = create_engine(source)
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO app_user (name, role) VALUES ('kept', 'staff')"))
+        engine.dispose()
+        yield source, target
 
 
 def test_a_dump_restores_into_an_empty_database(
@@ -237,7 +224,7 @@ def test_a_dump_restores_into_an_empty_database(
 @pytest.fixture
 def scratch_client(database_url: str) -> Iterator[tuple[TestClient, str]]:
     """An app on a scratch database: its POSTs commit without touching the session database."""
-    with scratch_database(database_url) as url:
+    with scratch_database(database_url, "scratch") as url:
         settings = AppSettings(database=DatabaseSettings(database_url=url, pool_size=2))
         with TestClient(create_app(settings)) as client:
             yield client, url

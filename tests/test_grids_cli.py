@@ -1,44 +1,35 @@
 """The ``wangge grids`` commands, against a scratch database they may commit into."""
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
-import psycopg
 import pytest
 import shapely
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from gis.cli import app
-from gis.db import make_engine, migrate
+from gis.db import make_engine
 from gis.grids.synthetic import box, insert_building, insert_community
+from tests.scratch import scratch_database
 
 COMMUNITY = "110108001001"
 
 
 @pytest.fixture(scope="module")
 def scratch(database_url: str) -> Iterator[tuple[str, Engine]]:
-    url = make_url(database_url)
-    name = f"wangge_cli_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    scratch_url = url.set(database=name).render_as_string(hide_password=False)
-    migrate(scratch_url)
-    engine = make_engine(scratch_url, pool_size=1)
-    with engine.begin() as conn:
-        insert_community(conn, COMMUNITY, box(0, 0, 400, 400))
-        for x, y in [(50, 250), (250, 250), (50, 50), (250, 50)]:
-            insert_building(conn, box(x, y, x + 30, y + 20), households=100)
-    try:
-        yield scratch_url, engine
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "cli") as url:
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as conn:
+            insert_community(conn, COMMUNITY, box(0, 0, 400, 400))
+            for x, y in [(50, 250), (250, 250), (50, 50), (250, 50)]:
+                insert_building(conn, box(x, y, x + 30, y + 20), households=100)
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def _run(scratch: tuple[str, Engine], *args: str) -> tuple[int, str]:

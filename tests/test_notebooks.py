@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import ast
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import psycopg
 import pytest
 from nbclient import NotebookClient
-from sqlalchemy import make_url
 
-from gis.db import migrate
 from tests.conftest import ROOT
+from tests.scratch import scratch_database
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # A resource the page would load, plain or escaped in folium's iframe; plain links do not count.
@@ -31,18 +28,8 @@ EXTERNAL = re.compile(
 
 @pytest.fixture
 def scratch_url(database_url: str) -> Iterator[str]:
-    url = make_url(database_url)
-    name = f"wangge_nb_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        scratch = url.set(database=name).render_as_string(hide_password=False)
-        migrate(scratch)
-        yield scratch
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "nb") as url:
+        yield url
 
 
 def _read(path: Path) -> Any:

@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 
 from api.app import AppSettings, create_app
 from gis.settings import ApiSettings, DatabaseSettings
-from tests.principals import scratch_database
+from tests.scratch import scratch_database
 
 EXAMPLES_PER_OPERATION = 8
 
 
 @pytest.fixture(scope="module")
 def api_schema(database_url: str) -> Iterator[schemathesis.BaseSchema]:
-    with scratch_database(database_url) as url:
+    with scratch_database(database_url, "fuzz") as url:
         app = create_app(
             AppSettings(
                 database=DatabaseSettings(database_url=url, pool_size=2),

@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
-from sqlalchemy import make_url
 from typer.testing import CliRunner
 
 from gis.cli import app
-from gis.db import make_engine, migrate
+from gis.db import make_engine
+from tests.scratch import scratch_database
 from tests.test_siting_db_inputs import make_town
 
 
 @pytest.fixture(scope="module")
 def scratch(database_url: str) -> Iterator[tuple[str, str]]:
-    url = make_url(database_url)
-    name = f"wangge_site_cli_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    scratch_url = url.set(database=name).render_as_string(hide_password=False)
-    migrate(scratch_url)
-    engine = make_engine(scratch_url, pool_size=1)
-    with engine.begin() as conn:
-        town = make_town(conn)
-    engine.dispose()
-    try:
-        yield scratch_url, ",".join(str(v) for v in town["area"].bounds)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "site_cli") as url:
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as conn:
+            town = make_town(conn)
+        engine.dispose()
+        yield url, ",".join(str(v) for v in town["area"].bounds)
 
 
 def _run(scratch: tuple[str, str], *args: str) -> tuple[int, str, str]:

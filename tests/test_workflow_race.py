@@ -7,39 +7,28 @@ module, because committed history cannot be deleted (the transition log is appen
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 
 from api.app import AppSettings, create_app
 from api.deps import get_principal
 from gis.auth import Principal
-from gis.db import make_engine, migrate
+from gis.db import make_engine
 from gis.settings import DatabaseSettings
+from tests.scratch import scratch_database
 
 ROUNDS = 5
 
 
 @pytest.fixture(scope="module")
 def race_url(database_url: str) -> Iterator[str]:
-    url = make_url(database_url)
-    name = f"wangge_race_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        fresh = url.set(database=name).render_as_string(hide_password=False)
-        migrate(fresh)
-        yield fresh
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "race") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,21 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import shapely
-from sqlalchemy import Connection, make_url, text
+from sqlalchemy import Connection, text
 
 from gis.circles_store import compute_area
-from gis.db import make_engine, migrate
+from gis.db import make_engine
 from gis.loader import store_layers
 from gis.osm import load_facility_mapping, read_source
 from gis.stairwells import building_ids_for, estimate_stairwells
+from tests.scratch import scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 NANJING = ROOT / "data" / "nanjing_xinjiekou" / "raw" / "source_osm_bbox.osm.pbf"
@@ -44,23 +43,6 @@ class Site:
 
     base_url: str
     database_url: str
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """Create a migrated database next to ``server_url``'s and drop it afterwards."""
-    url = make_url(server_url)
-    name = f"wangge_browser_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    created = url.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(created)
-        yield created
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def load_demo(connection: Connection) -> None:
@@ -151,7 +133,7 @@ def serve(database_url: str) -> Iterator[Site]:
 @contextmanager
 def demo_site(server_url: str) -> Iterator[Site]:
     """A scratch database holding the demo area, served on a local port."""
-    with scratch_database(server_url) as url:
+    with scratch_database(server_url, "browser") as url:
         engine = make_engine(url, pool_size=1)
         try:
             with engine.begin() as connection:
